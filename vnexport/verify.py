@@ -1,0 +1,173 @@
+"""Numerical equivalence: inputs, metrics, tolerances and the pass/fail decision.
+
+Every artifact is compared with the training-form network (an independent path) on the same
+inputs: max abs error, max relative error (to the reference output's scale), cosine similarity
+and top-1 agreement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from .errors import VnexportError
+from .model import IMAGENET_MEAN, IMAGENET_STD, VanillaNetConfig
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits an artifact must keep to. ``None`` means the figure is reported but not judged."""
+
+    max_rel: float | None = 1e-4
+    min_top1: float | None = 1.0
+    min_cosine: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_rel is not None:
+            parts.append(f"max rel err <= {self.max_rel:g}")
+        if self.min_cosine is not None:
+            parts.append(f"cosine >= {self.min_cosine:g}")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 agreement >= {self.min_top1:.2%}")
+        return ", ".join(parts)
+
+
+FP32 = Tolerance(max_rel=1e-4, min_top1=1.0)
+
+
+@dataclass
+class Comparison:
+    n: int
+    max_abs: float
+    max_rel: float
+    cosine: float
+    top1_agreement: float
+    tolerance: Tolerance
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        d["tolerance"] = asdict(self.tolerance)
+        return d
+
+    def summary(self) -> str:
+        return (f"max abs err {self.max_abs:.3e}, max rel err {self.max_rel:.3e}, "
+                f"cosine {self.cosine:.8f}, top-1 agreement {self.top1_agreement:.2%} "
+                f"({self.n} inputs)")
+
+
+def compare(reference, output, tol: Tolerance = FP32) -> Comparison:
+    """Compare ``output`` with ``reference`` (both [N, classes]) and judge by ``tol``."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
+    diff = np.abs(ref - out)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf)
+    a, b = ref.reshape(len(ref), -1), out.reshape(len(out), -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos_each = np.where(norms > 0, (a * b).sum(axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    cosine = float(cos_each.min()) if len(cos_each) else 1.0
+    top1 = float((a.argmax(axis=1) == b.argmax(axis=1)).mean()) if len(a) else 1.0
+    if not np.isfinite(out).all():
+        max_abs = max_rel = math.inf
+        cosine = 0.0
+    failures = []
+    if tol.max_rel is not None and not max_rel <= tol.max_rel:
+        failures.append(f"max rel err {max_rel:.3e} > {tol.max_rel:g}")
+    if tol.min_cosine is not None and not cosine >= tol.min_cosine:
+        failures.append(f"cosine {cosine:.8f} < {tol.min_cosine:g}")
+    if tol.min_top1 is not None and not top1 >= tol.min_top1:
+        failures.append(f"top-1 agreement {top1:.2%} < {tol.min_top1:.2%}")
+    return Comparison(n=len(ref), max_abs=max_abs, max_rel=max_rel, cosine=cosine,
+                      top1_agreement=top1, tolerance=tol, failures=failures)
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+def random_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224,
+                  seed: int = 0) -> torch.Tensor:
+    """Seeded standard-normal images (the scale of ImageNet-normalised pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, cfg.in_chans, img_size, img_size, generator=g)
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VnexportError("not a directory of images", folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VnexportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder", folder)
+    return files
+
+
+def preprocess(path: Path, img_size: int = 224, crop_pct: float = 0.875,
+               mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Resize the shorter side to img_size / crop_pct (bicubic), centre-crop, normalise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            short = int(math.floor(img_size / crop_pct))
+            w, h = im.size
+            scale = short / min(w, h)
+            im = im.resize((max(img_size, round(w * scale)), max(img_size, round(h * scale))),
+                           Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - img_size) // 2, (h - img_size) // 2
+            im = im.crop((left, top, left + img_size, top + img_size))
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise VnexportError(f"not a readable image ({e})", path) from None
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def image_inputs(folder: str | Path, img_size: int = 224, n: int | None = None) -> torch.Tensor:
+    files = list_images(folder)
+    if n is not None:
+        files = files[:n]
+    return torch.stack([preprocess(p, img_size) for p in files])
+
+
+def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: int = 0,
+                images: str | Path | None = None) -> torch.Tensor:
+    if n < 1:
+        raise VnexportError(f"the number of verification inputs must be >= 1, got {n}")
+    if images is not None:
+        if cfg.in_chans != 3:
+            raise VnexportError(f"--images needs a 3-channel model, this one has {cfg.in_chans}")
+        return image_inputs(images, img_size, n)
+    return random_inputs(cfg, n, img_size, seed)
+
+
+@torch.no_grad()
+def run_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> np.ndarray:
+    """Outputs of a PyTorch model in batches, as float64 numpy."""
+    outs = [model(x[i:i + batch]).double().numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(outs)
+
+
+def run_batched(fn: Callable[[np.ndarray], np.ndarray], x: torch.Tensor,
+                batch: int = 8) -> np.ndarray:
+    xs: Iterable[np.ndarray] = (x[i:i + batch].numpy() for i in range(0, len(x), batch))
+    return np.concatenate([np.asarray(fn(b), dtype=np.float64) for b in xs])
