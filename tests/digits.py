@@ -1,0 +1,86 @@
+"""A small VanillaNet really trained, for a few seconds, on scikit-learn's 8x8 handwritten digits.
+
+Trained with the authors' deep-training schedule (act_learn = epoch / decay_epochs, from 0 to 1)
+and saved in the training script's checkpoint format, once mid-schedule (act_learn < 1, which
+``fuse`` must refuse) and once after it (act_learn == 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vnexport.model import VanillaNet, VanillaNetConfig
+from vnexport.synthetic import training_checkpoint
+
+CONFIG = VanillaNetConfig(dims=(16, 32, 64), strides=(2, 2), act_num=1, num_classes=10)
+STRIDES = "2,2"
+IMG = 32
+EPOCHS = 8
+DECAY_EPOCHS = 5
+MID_EPOCH = 2
+
+
+@dataclass
+class DigitsRun:
+    final: Path  # checkpoint after the schedule (act_learn == 1)
+    mid: Path  # checkpoint mid-schedule (act_learn < 1)
+    x_test: torch.Tensor
+    y_test: np.ndarray
+    accuracy: float  # held-out accuracy of the final training-form model
+
+
+def load_digits_tensors(seed: int = 0):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+    x = F.interpolate(x, size=(IMG, IMG), mode="bilinear", align_corners=False)
+    x = ((x - 0.5) / 0.5).repeat(1, 3, 1, 1)
+    y = torch.tensor(d.target)
+    idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed,
+                                      stratify=d.target)
+    return x[idx_tr], y[idx_tr], x[idx_te], y[idx_te]
+
+
+def accuracy(model: VanillaNet, x: torch.Tensor, y) -> float:
+    with torch.no_grad():
+        pred = model.eval()(x).argmax(1)
+    return float((pred.numpy() == np.asarray(y)).mean())
+
+
+def train_digits(folder: Path, seed: int = 0) -> DigitsRun:
+    torch.manual_seed(seed)
+    x_tr, y_tr, x_te, y_te = load_digits_tensors(seed)
+    model = VanillaNet(CONFIG)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=1e-4)
+    args = argparse.Namespace(model="vanillanet_digits", epochs=EPOCHS, decay_epochs=DECAY_EPOCHS,
+                              decay_linear=True, act_num=CONFIG.act_num, nb_classes=10,
+                              input_size=IMG)
+    g = torch.Generator().manual_seed(seed)
+    mid = folder / f"checkpoint-{MID_EPOCH}.pth"
+    final = folder / "checkpoint-best.pth"
+    for epoch in range(EPOCHS):
+        if epoch <= DECAY_EPOCHS:  # the training script's schedule, set at each epoch's start
+            model.set_act_learn(epoch / DECAY_EPOCHS)
+        model.train()
+        perm = torch.randperm(len(x_tr), generator=g)
+        for i in range(0, len(perm), 64):
+            b = perm[i:i + 64]
+            loss = F.cross_entropy(model(x_tr[b]), y_tr[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        if epoch in (MID_EPOCH, EPOCHS - 1):
+            ckpt = training_checkpoint(model, epoch=epoch, args=args)
+            ckpt["optimizer"] = opt.state_dict()
+            torch.save(ckpt, mid if epoch == MID_EPOCH else final)
+    return DigitsRun(final=final, mid=mid, x_test=x_te, y_test=y_te.numpy(),
+                     accuracy=accuracy(model, x_te, y_te))
