@@ -73,9 +73,9 @@ def _few(names, n: int = 4) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def load_weights(model: VanillaNet, sd: Mapping[str, torch.Tensor], path: Path | str) -> None:
-    """``load_state_dict(strict=True)``, with a one-line error that names what does not fit."""
-    expected = model.state_dict()
+def check_fits(expected: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor],
+               path: Path | str) -> None:
+    """The key set and every shape must match (``expected`` may live on the meta device)."""
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     if missing or unexpected:
@@ -89,6 +89,11 @@ def load_weights(model: VanillaNet, sd: Mapping[str, torch.Tensor], path: Path |
            for k, v in expected.items() if sd[k].shape != v.shape]
     if bad:
         raise VnexportError(f"shape mismatch: {_few(bad, 3)}", path)
+
+
+def load_weights(model: VanillaNet, sd: Mapping[str, torch.Tensor], path: Path | str) -> None:
+    """``load_state_dict(strict=True)``, with a one-line error that names what does not fit."""
+    check_fits(model.state_dict(), sd, path)
     model.load_state_dict(sd, strict=True, assign=True)
 
 
@@ -141,6 +146,10 @@ def read_file(path: str | os.PathLike, trust: bool = False) -> Any:
             return load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own SafetensorError and others
             raise VnexportError(f"not a readable safetensors file ({_first_line(e)})", path) from None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise VnexportError("the file is truncated or corrupt (its zip archive has no end)", path)
     try:
         return _torch_load(path, trust)
     except VnexportError:
@@ -332,6 +341,9 @@ def load_checkpoint(path: str | os.PathLike, key: str = "auto", model: str | Non
     else:
         cfg = resolve_config(shape_config(sd, form, path), path, model, strides, ada_pool,
                              _args_get(args, "model"), notes)
+
+    with torch.device("meta"):
+        check_fits(VanillaNet(cfg, deploy=form == "deploy").state_dict(), sd, path)
 
     epoch = top.get("epoch")
     epoch = int(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None

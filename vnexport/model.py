@@ -140,9 +140,11 @@ def get_config(name: str) -> VanillaNetConfig:
 
 
 def variant_name(cfg: VanillaNetConfig) -> str | None:
-    """The published variant with exactly this structure (ignoring drop_rate), if any."""
+    """The published variant with this structure (dims, strides, ada_pool), if any.
+
+    A fine-tuned vanillanet_5 with another number of classes is still a vanillanet_5."""
     for name, known in VARIANTS.items():
-        if known == cfg:
+        if (known.dims, known.strides, known.ada_pool) == (cfg.dims, cfg.strides, cfg.ada_pool):
             return name
     return None
 
@@ -416,7 +418,7 @@ def parameter_count(cfg: VanillaNetConfig, deploy: bool = True) -> int:
 def multiply_adds(cfg: VanillaNetConfig, img_size: int = 224, deploy: bool = True) -> int:
     """Multiply-adds of the convolutions at one image of ``img_size``, counted on the meta device."""
     with torch.device("meta"):
-        model = VanillaNet(cfg, deploy=deploy)
+        model = VanillaNet(cfg, deploy=deploy).eval()
     total = 0
 
     def hook(m: nn.Conv2d, inp, out) -> None:
