@@ -435,7 +435,11 @@ def test_demo_stage_skips_plainly(tmp_path):
     x = random_inputs(SMALL, 2, SMALL_IMG)
     r = vt.demo_stage(ckpt, x, None, tmp_path, print)
     assert r.passed is None and r.stage == "trt"
-    assert r.detail.startswith("skipped: ") and NO_RUNTIME in r.detail
+    assert r.detail == NO_RUNTIME
+    assert "pip install 'vnexport[trt]'" in r.detail or "--gpus all" in r.detail
+    from vnexport import demo
+
+    assert demo.STAGES[-1] is demo.stage_trt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
 
 
