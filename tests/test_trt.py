@@ -25,7 +25,7 @@ import torch
 
 from vnexport import trt as vt
 from vnexport.errors import EXIT_MISSING_RUNTIME, MissingRuntimeError, VnexportError
-from vnexport.model import VanillaNetConfig, build
+from vnexport.model import VanillaNetConfig
 from vnexport.synthetic import random_training_model, write_training_checkpoint
 from vnexport.verify import FP32, compare, random_inputs, run_torch
 
@@ -517,6 +517,7 @@ def test_gpu_build_and_verify(runtime, tmp_path, label, cfg, img, precision):
     assert meta["precision"] == precision and meta["profile"]["max"] == [8, 3, img, img]
     assert meta["gpu"]["compute_capability"] == runtime["gpu"]["compute_capability"]
     assert meta["verification"]["passed"] is True
+    assert meta["tf32"] in (False, None)  # None: this TensorRT has no TF32 flag at all
     # the written plan, through the public entry point other stages use; 11 > max batch 8
     x11 = random_inputs(cfg, 11, img, seed=6)
     out = vt.run_engine(engine, x11)

@@ -476,7 +476,12 @@ def trt(
                    "source": str(images) if images else f"seed {seed}"}
 
             def check(run, ref=ref, x=x, tol=tol):
-                return compare(ref, run(x.numpy()), tol)
+                out = run(x.numpy())
+                if out.shape != ref.shape:
+                    raise VnexportError(f"the engine's output shape {out.shape[1:]} differs from "
+                                        f"the reference's {ref.shape[1:]}: was this file "
+                                        "exported from that checkpoint?", onnx_path)
+                return compare(ref, out, tol)
 
         echo(f"building a strongly typed {prec} engine from {onnx_path.name} ...")
         res = build_engine(onnx_path, output, options, img_size=img_size, check=check,

@@ -53,7 +53,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -466,7 +466,9 @@ def _quiet_polygraphy(verbose: bool) -> None:
 
 
 def build_serialized(onnx_path: Path, profile: Profile, options: BuildOptions):
-    """Parse ``onnx_path`` as a strongly typed network and build it; returns the plan bytes.
+    """Parse ``onnx_path`` as a strongly typed network and build it; returns (plan, state).
+
+    ``state["tf32"]``: the builder's TF32 flag as built (False; None where TensorRT has none).
 
     Polygraphy's loaders do the work [PG-LOADERS, PG-CONFIG, PG-PROFILE]: NetworkFromOnnxPath
     with strongly_typed=True sets NetworkDefinitionCreationFlag.STRONGLY_TYPED [TRT-BUILDER];
@@ -493,7 +495,7 @@ def build_serialized(onnx_path: Path, profile: Profile, options: BuildOptions):
                             f"{trt.__version__} has no HardwareCompatibilityLevel."
                             f"{HARDWARE_COMPAT[options.hardware_compat]}")
     cache = None if options.timing_cache is None else str(options.timing_cache)
-    config = CreateConfig(
+    create = CreateConfig(
         tf32=False,
         profiles=[PgProfile().add(profile.input, min=profile.min, opt=profile.opt,
                                   max=profile.max)],
@@ -502,8 +504,19 @@ def build_serialized(onnx_path: Path, profile: Profile, options: BuildOptions):
         builder_optimization_level=options.builder_opt_level,
         hardware_compatibility_level=None if options.hardware_compat == "none" else hw,
     )
+    state: dict[str, Any] = {}
+
+    def config(builder, network):
+        # EngineBytesFromNetwork accepts a callable (builder, network) -> IBuilderConfig;
+        # record what the config really says about TF32 (IBuilderConfig.get_flag) [TRT-CONFIG].
+        cfg = create(builder, network)
+        flag = getattr(trt.BuilderFlag, "TF32", None)
+        state["tf32"] = None if flag is None else bool(cfg.get_flag(flag))
+        return cfg
+
     try:
-        return EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
+        plan = EngineBytesFromNetwork(network, config=config, save_timing_cache=cache)()
+        return plan, state
     except PolygraphyException as e:
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "build failed")
         raise VnexportError(f"TensorRT could not build an engine from this file: {first}",
@@ -583,7 +596,6 @@ class BuildResult:
     comparison: Comparison | None
     written: bool
     engine_bytes: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
@@ -607,7 +619,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path)
     runtime = runtime or require_runtime(options.hardware_compat)
     t0 = time.perf_counter()
-    plan = build_serialized(onnx_path, profile, options)
+    plan, state = build_serialized(onnx_path, profile, options)
     build_seconds = time.perf_counter() - t0
     comparison = None
     if check is not None:
@@ -625,6 +637,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         onnx_sha256=sha256_of(onnx_path), precision=precision, profile=profile,
         options=options, runtime=runtime, build_seconds=build_seconds, comparison=comparison,
         reference=reference, verification_inputs=verification_inputs, **extra)
+    meta["tf32"] = state.get("tf32")
     if comparison is not None and not comparison.passed:
         return BuildResult(meta, comparison, written=False, engine_bytes=len(memoryview(plan)))
     import hashlib
@@ -800,9 +813,3 @@ def demo_stage(ckpt, x, reference, workdir: Path, echo):
     detail = f"{comp.summary()} on {gpu.get('name', '?')}"
     return StageResult("trt", str(out), time.perf_counter() - t, comp.passed, detail,
                        {"comparison": comp.to_dict(), "provenance": res.provenance})
-
-
-def asdict_options(options: BuildOptions) -> dict:
-    d = asdict(options)
-    d["timing_cache"] = None if options.timing_cache is None else str(options.timing_cache)
-    return d
