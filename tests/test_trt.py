@@ -566,3 +566,86 @@ def test_gpu_latency(runtime, tmp_path):
     r8 = vt.measure_latency(engine, 8, iters=20, warmup=5)
     assert 0 < r1["median_ms"] <= r1["p90_ms"] and r8["images_per_s"] > 0
     assert "skipped" in vt.measure_latency(engine, 16, iters=2, warmup=0)
+
+
+# ------------------------------------------------------------------------------------------
+# the orchestration after the runtime check, on CPU: TensorRT's three calls (build, deserialize,
+# run) replaced by ONNX Runtime on the same file, everything else real (CLI, verification
+# against the training form, atomic writes, provenance, exit codes)
+
+
+@pytest.fixture
+def ort_as_engine(monkeypatch, tmp_path_factory):
+    state = {"perturb": 0.0}
+
+    def build(onnx_path, profile, options):
+        return Path(onnx_path).read_bytes(), {"tf32": False}
+
+    def deserialize(plan, path=None):
+        f = tmp_path_factory.mktemp("plan") / "plan.onnx"
+        f.write_bytes(plan)
+        return f
+
+    def infer(plan_file, x):  # chunks to the file's batch, as the engine runner does
+        out = vt.onnxruntime_outputs(plan_file, x)
+        return out + state["perturb"] * np.abs(out).max()
+
+    monkeypatch.setattr(vt, "require_runtime", lambda hw="none": {
+        "tensorrt": "11.4.0.106", "polygraphy": "0.53.6",
+        "gpu": {"name": "stand-in", "compute_capability": "9.0", "devices": 1}})
+    monkeypatch.setattr(vt, "build_serialized", build)
+    monkeypatch.setattr(vt, "_engine_from_bytes", deserialize)
+    monkeypatch.setattr(vt, "_infer", infer)
+    return state
+
+
+def test_cli_flow_pass_writes_engine_and_provenance(ort_as_engine, onnx_files, tmp_path):
+    ckpt = write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=0)
+    out = tmp_path / "m.engine"
+    code, stdout, err = invoke("trt", str(onnx_files["fp32_dynamic"]), "-o", str(out),
+                               "--max-batch", "4", "--reference", str(ckpt), "--key", "model",
+                               "--strides", "2,2",
+                               "--n", "6", "--hardware-compat", "ampere+",
+                               "--json", str(tmp_path / "r.json"))
+    assert code == 0, stdout + err
+    assert "PASS" in stdout and out.read_bytes() == onnx_files["fp32_dynamic"].read_bytes()
+    meta = json.loads((tmp_path / "m.engine.json").read_text())
+    assert meta["precision"] == "fp32" and meta["tf32"] is False
+    assert meta["profile"]["max"] == [4, 3, SMALL_IMG, SMALL_IMG]
+    assert meta["verification"]["passed"] and meta["verification"]["n"] == 6
+    assert meta["verification_reference"].startswith("training form of c.pth")
+    assert meta["source_checkpoint"]["file"] == "c.pth" and meta["hardware_compat"] == "ampere+"
+    import hashlib
+
+    assert meta["engine_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "r.json").read_text())["written"] is True
+
+
+def test_cli_flow_failed_verification_exit1_nothing_written(ort_as_engine, onnx_files,
+                                                            tmp_path):
+    ort_as_engine["perturb"] = 1e-3  # 10x the fp32 tolerance (the weights are the same)
+    ckpt = write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=0)
+    out = tmp_path / "m.engine"
+    code, stdout, _ = invoke("trt", str(onnx_files["fp32_static"]), "-o", str(out),
+                             "--reference", str(ckpt), "--key", "model", "--strides", "2,2")
+    assert code == 1
+    assert "FAIL: max rel err" in stdout and "not written" in stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
+
+
+def test_cli_flow_without_reference_uses_onnxruntime(ort_as_engine, onnx_files, tmp_path):
+    out = tmp_path / "m.engine"
+    code, stdout, err = invoke("trt", str(onnx_files["fp32_static"]), "-o", str(out))
+    assert code == 0, stdout + err
+    assert "not against the training form" in err
+    meta = json.loads((tmp_path / "m.engine.json").read_text())
+    assert meta["verification_reference"].startswith("ONNX Runtime")
+
+
+def test_cli_flow_reference_of_another_model(ort_as_engine, onnx_files, tmp_path):
+    other = VanillaNetConfig(dims=(32, 64, 128), strides=(2, 2), num_classes=7)
+    ckpt = write_training_checkpoint(tmp_path / "c.pth", other)
+    code, _, err = invoke("trt", str(onnx_files["fp32_static"]), "-o", str(tmp_path / "m.engine"),
+                          "--reference", str(ckpt), "--strides", "2,2")
+    assert code == 2 and "differs from the reference" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
