@@ -649,3 +649,23 @@ def test_cli_flow_reference_of_another_model(ort_as_engine, onnx_files, tmp_path
                           "--reference", str(ckpt), "--strides", "2,2")
     assert code == 2 and "differs from the reference" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
+
+
+@pytest.mark.gpu
+def test_gpu_static_batch_and_min_batch_padding(runtime, tmp_path):
+    """A static-batch engine and a min-batch-2 profile both run any number of inputs."""
+    from vnexport.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=3),
+                           strides=SMALL.strides)
+    x = random_inputs(SMALL, 5, SMALL_IMG, seed=7)
+    ref = run_torch(ckpt.build_model(), x)
+    from vnexport.fuse import deploy_model as fused
+
+    static = export(fused(ckpt), tmp_path / "static.onnx")
+    vt.build_engine(static, tmp_path / "static.engine", vt.BuildOptions(), runtime=runtime)
+    assert compare(ref, vt.run_engine(tmp_path / "static.engine", x), FP32).passed
+    dynamic = export(fused(ckpt), tmp_path / "dynamic.onnx", dynamic=True)
+    vt.build_engine(dynamic, tmp_path / "min2.engine",
+                    vt.BuildOptions(min_batch=2, max_batch=4), runtime=runtime)
+    assert compare(ref, vt.run_engine(tmp_path / "min2.engine", x), FP32).passed  # 4 + 1 (pad)

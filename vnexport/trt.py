@@ -542,7 +542,8 @@ def _engine_from_bytes(engine_bytes, path: object = None):
 def _infer(engine, x: np.ndarray) -> np.ndarray:
     """Run ``engine`` on ``x`` [N, C, H, W] in chunks that fit its profile [PG-RUNNER, TRT-ENGINE].
 
-    A static-batch engine gets exactly its batch (the last chunk padded, the padding dropped).
+    A static-batch engine gets exactly its batch, a dynamic one at least its profile's min
+    (a short last chunk is padded with zeros, the padding's outputs dropped).
     """
     import tensorrt as trt
     from polygraphy.backend.trt import TrtRunner
@@ -557,10 +558,10 @@ def _infer(engine, x: np.ndarray) -> np.ndarray:
     name = inputs[0]
     shape = tuple(engine.get_tensor_shape(name))
     if shape[0] == -1:
-        _, _, max_shape = engine.get_tensor_profile_shape(name, 0)
-        chunk, static = int(max_shape[0]), False
+        min_shape, _, max_shape = engine.get_tensor_profile_shape(name, 0)
+        chunk, least = int(max_shape[0]), int(min_shape[0])
     else:
-        chunk, static = int(shape[0]), True
+        chunk = least = int(shape[0])
     outs = []
     with TrtRunner(engine) as runner:
         meta = runner.get_input_metadata()
@@ -568,8 +569,8 @@ def _infer(engine, x: np.ndarray) -> np.ndarray:
         for i in range(0, len(x), chunk):
             part = np.ascontiguousarray(x[i:i + chunk], dtype=dtype)
             n = len(part)
-            if static and n < chunk:
-                part = np.concatenate([part, np.zeros((chunk - n,) + part.shape[1:], dtype)])
+            if n < least:
+                part = np.concatenate([part, np.zeros((least - n,) + part.shape[1:], dtype)])
             out = runner.infer({name: part})[outputs[0]]
             outs.append(np.array(out[:n], dtype=np.float64))  # copy: runner reuses buffers
     return np.concatenate(outs)
