@@ -548,6 +548,7 @@ def _infer(engine, x: np.ndarray) -> np.ndarray:
     import tensorrt as trt
     from polygraphy.backend.trt import TrtRunner
     from polygraphy.datatype import DataType
+    from polygraphy.exception import PolygraphyException
 
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
@@ -563,16 +564,20 @@ def _infer(engine, x: np.ndarray) -> np.ndarray:
     else:
         chunk = least = int(shape[0])
     outs = []
-    with TrtRunner(engine) as runner:
-        meta = runner.get_input_metadata()
-        dtype = DataType.to_dtype(meta[name].dtype, "numpy")
-        for i in range(0, len(x), chunk):
-            part = np.ascontiguousarray(x[i:i + chunk], dtype=dtype)
-            n = len(part)
-            if n < least:
-                part = np.concatenate([part, np.zeros((least - n,) + part.shape[1:], dtype)])
-            out = runner.infer({name: part})[outputs[0]]
-            outs.append(np.array(out[:n], dtype=np.float64))  # copy: runner reuses buffers
+    try:
+        with TrtRunner(engine) as runner:
+            meta = runner.get_input_metadata()
+            dtype = DataType.to_dtype(meta[name].dtype, "numpy")
+            for i in range(0, len(x), chunk):
+                part = np.ascontiguousarray(x[i:i + chunk], dtype=dtype)
+                n = len(part)
+                if n < least:
+                    part = np.concatenate([part, np.zeros((least - n,) + part.shape[1:], dtype)])
+                out = runner.infer({name: part})[outputs[0]]
+                outs.append(np.array(out[:n], dtype=np.float64))  # copy: buffers are reused
+    except PolygraphyException as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "failed")
+        raise VnexportError(f"running the engine failed: {first}") from None
     return np.concatenate(outs)
 
 
@@ -624,14 +629,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     build_seconds = time.perf_counter() - t0
     comparison = None
     if check is not None:
-        from polygraphy.exception import PolygraphyException
-
         engine = _engine_from_bytes(plan, onnx_path)
-        try:
-            comparison = check(lambda x: _infer(engine, x))
-        except PolygraphyException as e:
-            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "failed")
-            raise VnexportError(f"running the new engine failed: {first}", engine_path) from None
+        comparison = check(lambda x: _infer(engine, x))
         del engine
     meta = make_provenance(
         engine_path=engine_path, engine_sha256=None, onnx_path=onnx_path,
@@ -732,11 +731,17 @@ def measure_latency(engine_path: str | os.PathLike, batch: int, iters: int = 200
             b.free()
         stream.free()
         del context
-    times.sort()
-    return {"batch": batch, "iters": iters, "median_ms": statistics.median(times),
-            "p90_ms": times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)],
+    return latency_stats(times, batch)
+
+
+def latency_stats(times_ms: list[float], batch: int) -> dict:
+    """Median, p90 (nearest rank), mean and min of per-call times, and images per second."""
+    times = sorted(times_ms)
+    median = statistics.median(times)
+    return {"batch": batch, "iters": len(times), "median_ms": median,
+            "p90_ms": times[max(0, math.ceil(0.9 * len(times)) - 1)],
             "mean_ms": statistics.fmean(times), "min_ms": times[0],
-            "images_per_s": batch / (statistics.median(times) / 1e3)}
+            "images_per_s": batch / (median / 1e3)}
 
 
 # ------------------------------------------------------------------------------------------
