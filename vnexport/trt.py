@@ -429,9 +429,9 @@ def require_runtime(hardware_compat: str = "none") -> dict:
     """
     try:
         import tensorrt as trt
-    except ImportError as e:
-        missing = "TensorRT is not installed" if "tensorrt" in str(e) else \
-            f"TensorRT does not load ({str(e).splitlines()[0]})"
+    except (ImportError, OSError) as e:
+        missing = "TensorRT is not installed" if "No module named 'tensorrt'" in str(e) else \
+            f"TensorRT does not load ({(str(e).splitlines() or ['?'])[0]})"
         raise MissingRuntimeError(f"{missing}: {INSTALL_HINT}") from None
     check_trt_version(trt.__version__)
     try:
