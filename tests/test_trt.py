@@ -678,3 +678,20 @@ def test_gpu_static_batch_and_min_batch_padding(runtime, tmp_path):
     vt.build_engine(dynamic, tmp_path / "min2.engine",
                     vt.BuildOptions(min_batch=2, max_batch=4), runtime=runtime)
     assert compare(ref, vt.run_engine(tmp_path / "min2.engine", x), FP32).passed  # 4 + 1 (pad)
+
+
+@pytest.mark.gpu
+def test_gpu_demo_stage(runtime, tmp_path):
+    from vnexport.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=4),
+                           strides=SMALL.strides)
+    x = random_inputs(SMALL, 4, SMALL_IMG, seed=8)
+    r = vt.demo_stage(ckpt, x, run_torch(ckpt.build_model(), x), tmp_path, print)
+    try:
+        vt.onnx_stage_for("fp32")
+    except VnexportError as e:  # runs once the ONNX stage is part of the package
+        assert r.passed is None and r.detail == str(e)
+        return
+    assert r.passed is True, r.detail
+    assert Path(r.artifact).is_file() and vt.provenance_path(r.artifact).is_file()
