@@ -291,6 +291,234 @@ def fuse(
 
 
 # ------------------------------------------------------------------------------------------
+# trt
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class HardwareCompat(str, Enum):
+    none = "none"
+    ampere_plus = "ampere+"
+    same_cc = "same-cc"
+
+
+def _is_onnx(path: Path) -> bool:
+    return path.suffix.lower() == ".onnx"
+
+
+@app.command()
+@handle_errors
+def trt(
+    source: Path = typer.Argument(..., help="An ONNX file (fp32, fp16 graph, or Q/DQ int8), or a "
+                                  "training/deploy checkpoint (the ONNX stage runs on the way)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Engine (plan) to write. "
+                                          "Default: <source>.engine beside the source "
+                                          "(<checkpoint>_<precision>.engine for a checkpoint). "
+                                          "Provenance goes to <engine>.json beside it."),
+    precision: Optional[Precision] = typer.Option(None, "--precision", help="With a checkpoint: "
+                                                  "the precision of the ONNX file to export "
+                                                  "(default fp32). With an ONNX file the "
+                                                  "precision is read from the file; if given it "
+                                                  "must match."),
+    min_batch: Optional[int] = typer.Option(None, "--min-batch", help="Smallest batch of the "
+                                            "optimization profile (default 1, or the file's "
+                                            "static batch)."),
+    opt_batch: Optional[int] = typer.Option(None, "--opt-batch", help="Batch TensorRT tunes for "
+                                            "(default: --min-batch)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Largest batch of the "
+                                            "profile (default: --opt-batch). An ONNX file with a "
+                                            "static batch that does not fit is refused."),
+    workspace: Optional[float] = typer.Option(None, "--workspace", help="Builder workspace pool "
+                                              "limit in GiB (default: TensorRT's, the GPU's "
+                                              "memory)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Tactic timing "
+                                                "cache: loaded if it exists, updated and saved "
+                                                "after the build (speeds up later builds)."),
+    hardware_compat: HardwareCompat = typer.Option(HardwareCompat.none, "--hardware-compat",
+                                                   help="none: this GPU's architecture only; "
+                                                   "ampere+: one engine for A100 and newer "
+                                                   "(built on Ampere or newer; may be slower); "
+                                                   "same-cc: GPUs of this compute capability."),
+    builder_opt_level: Optional[int] = typer.Option(None, "--builder-opt-level", help="Builder "
+                                                    "optimization level 0..5 (TensorRT default "
+                                                    "3; higher builds longer, may run faster)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="With an ONNX source: "
+                                             "the training checkpoint to verify against. "
+                                             "Without it the engine is verified against ONNX "
+                                             "Runtime on the same ONNX file."),
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    allow_inexact: bool = typer.Option(False, "--allow-inexact", help="With a checkpoint whose "
+                                       "act_learn < 1: export anyway (verification judges it)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset when exporting a checkpoint."),
+    keep_onnx: Optional[Path] = typer.Option(None, "--keep-onnx", help="With a checkpoint: also "
+                                             "keep the exported ONNX file here (default: a "
+                                             "temporary file, removed)."),
+    images: Optional[Path] = ImagesOpt,
+    n: int = NOpt,
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=8, help="Input size: for a "
+                                           "checkpoint (default 224), or for an ONNX file with "
+                                           "dynamic height/width (must match a static one)."),
+    seed: int = SeedOpt,
+    max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", min=0.0, help="Tolerance: "
+                                                "max abs error over the reference's max "
+                                                "magnitude (default 1e-4 for fp32; not judged "
+                                                "for fp16/int8)."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", min=0.0, max=1.0,
+                                               help="Tolerance: cosine similarity per input "
+                                               "(default 0.9999 for fp16)."),
+    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", min=0.0, max=1.0,
+                                                  help="Tolerance: top-1 agreement with the "
+                                                  "reference (default 1.0 fp32, 0.99 fp16, "
+                                                  "0.98 int8)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the verification."),
+    force: bool = ForceOpt,
+    json_out: Optional[str] = JsonOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Polygraphy's and "
+                                 "TensorRT's build log."),
+    trust: bool = TrustOpt,
+) -> None:
+    """Build a strongly typed TensorRT engine (TensorRT 10.12+ / 11.x), verify it, write it.
+
+    The precision comes from the ONNX file (an FP16 graph, or Q/DQ INT8), not from builder
+    flags. Verified against the fp32 training form when a checkpoint is at hand (the source, or
+    --reference), else against ONNX Runtime on the same file. Tolerances by precision: fp32 max
+    rel err 1e-4 and 100% top-1 (TF32 off); fp16 cosine >= 0.9999 and top-1 >= 99%; int8 top-1
+    >= 98%. A failed verification exits 1 and writes nothing.
+
+    Order of checks: options and input files first (exit 2, also without TensorRT), then the
+    runtime (TensorRT >= 10.12, Polygraphy, a CUDA GPU: exit 3 with one line), then the build.
+    """
+    import tempfile
+
+    from .fileio import check_output
+    from .trt import (BuildOptions, build_engine, detect_precision, export_for_engine,
+                      onnx_stage_for, onnxruntime_outputs, provenance_path, read_onnx_input,
+                      require_runtime, resolve_profile, tolerance_for)
+    from .verify import compare, make_inputs, run_torch
+
+    t0 = time.perf_counter()
+    options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                           workspace_gib=workspace, timing_cache=timing_cache,
+                           hardware_compat=hardware_compat.value,
+                           builder_opt_level=builder_opt_level, verbose=verbose).validate()
+    if not source.is_file():
+        raise VnexportError("no such file", source)
+    from_onnx = _is_onnx(source)
+    if from_onnx and (keep_onnx or allow_inexact):
+        raise VnexportError("--keep-onnx and --allow-inexact apply to a checkpoint source only")
+    if not from_onnx and reference is not None:
+        raise VnexportError("--reference applies to an ONNX source; a checkpoint source is "
+                            "itself the reference")
+    # --- input checks that need no runtime (exit 2)
+    ckpt = None
+    if from_onnx:
+        prec = detect_precision(source)
+        if precision is not None and precision.value != prec:
+            raise VnexportError(f"--precision {precision.value} given, but the file is {prec}; "
+                                "the precision comes from the ONNX file", source)
+        resolve_profile(read_onnx_input(source), options, img_size, source)
+        if reference is not None:
+            ckpt = load(reference, key, model, strides, ada_pool, act_learn, trust)
+        default_out = source.with_suffix(".engine")
+    else:
+        prec = (precision or Precision.fp32).value
+        onnx_stage_for(prec)
+        ckpt = load(source, key, model, strides, ada_pool, act_learn, trust)
+        check_img_size(ckpt.cfg, img_size or 224)
+        if not allow_inexact:
+            from .fuse import check_exact
+
+            check_exact(ckpt)
+        default_out = default_output(source, f"_{prec}.engine")
+        if keep_onnx is not None:
+            keep_onnx = check_output(keep_onnx, force)
+    output = check_output(output or default_out, force)
+    check_output(provenance_path(output), force)
+    if output.resolve() == source.resolve():
+        raise VnexportError("output would overwrite the source", output)
+    # --- the runtime (exit 3)
+    runtime = require_runtime(options.hardware_compat)
+    echo(f"TensorRT {runtime['tensorrt']} on {runtime['gpu']['name']} "
+         f"(compute capability {runtime['gpu']['compute_capability']})")
+    with tempfile.TemporaryDirectory() as tmp:
+        if from_onnx:
+            onnx_path = source
+        else:
+            onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{prec}.onnx"
+            echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {prec} ONNX")
+            export_for_engine(ckpt, onnx_path, prec, options, img_size or 224, opset,
+                              allow_inexact)
+        inp = read_onnx_input(onnx_path)
+        size = img_size or inp.shape[2]
+        check = ref_label = vin = None
+        if not no_verify:
+            cfg_like = ckpt.cfg if ckpt is not None else None
+            x = (make_inputs(cfg_like, n, size, seed, images) if cfg_like is not None
+                 else _onnx_inputs(inp, n, size, seed, images))
+            if ckpt is not None:
+                ref = run_torch(ckpt.build_model(), x)
+                ref_label = f"{ckpt.form} form of {ckpt.path.name} (PyTorch fp32)"
+            else:
+                ref = onnxruntime_outputs(onnx_path, x.numpy())
+                ref_label = f"ONNX Runtime (CPU) on {onnx_path.name}"
+                note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
+                     "on the same file, not against the training form")
+            tol = tolerance_for(prec, max_rel_err, min_cosine, min_agreement)
+            vin = {"n": len(x), "img_size": size,
+                   "source": str(images) if images else f"seed {seed}"}
+
+            def check(run, ref=ref, x=x, tol=tol):
+                out = run(x.numpy())
+                if out.shape != ref.shape:
+                    raise VnexportError(f"the engine's output shape {out.shape[1:]} differs from "
+                                        f"the reference's {ref.shape[1:]}: was this file "
+                                        "exported from that checkpoint?", onnx_path)
+                return compare(ref, out, tol)
+
+        echo(f"building a strongly typed {prec} engine from {onnx_path.name} ...")
+        res = build_engine(onnx_path, output, options, img_size=img_size, check=check,
+                           reference=ref_label, verification_inputs=vin, runtime=runtime,
+                           source_checkpoint=None if ckpt is None else {
+                               "file": ckpt.path.name, "sha256": ckpt.sha256,
+                               "variant": ckpt.variant, "form": ckpt.form})
+    prov = res.provenance
+    echo(f"built in {prov['build_seconds']:.1f} s; profile min {prov['profile']['min']} opt "
+         f"{prov['profile']['opt']} max {prov['profile']['max']}")
+    report = {"source": str(source), "output": str(output), "precision": prec,
+              "written": res.written, "provenance": prov}
+    if res.comparison is not None:
+        print_comparison(f"verify engine vs {ref_label}", res.comparison)
+    else:
+        echo("verification skipped (--no-verify)")
+    if not res.written:
+        write_json(json_out, report)
+        echo(f"not written: {output}")
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(json_out, report)
+    echo(f"wrote {output} ({res.engine_bytes / 2**20:.1f} MiB) and {provenance_path(output).name}"
+         f" in {report['seconds']:.1f} s")
+
+
+def _onnx_inputs(inp, n: int, size: int, seed: int, images: Optional[Path]):
+    """Verification inputs shaped for an ONNX file's input (no checkpoint at hand)."""
+    from types import SimpleNamespace
+
+    from .verify import make_inputs
+
+    # make_inputs reads only the channel count of the config
+    return make_inputs(SimpleNamespace(in_chans=inp.shape[1]), n, size, seed, images)
+
+
+# ------------------------------------------------------------------------------------------
 # demo
 
 

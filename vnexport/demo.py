@@ -72,3 +72,12 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
 
 # Later stages (ONNX, precision, TensorRT) append themselves here, in pipeline order.
 STAGES: list[Callable] = [stage_fuse]
+
+
+def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
+    from .trt import demo_stage
+
+    return demo_stage(ckpt, x, reference, workdir, echo)
+
+
+STAGES.append(stage_trt)  # TensorRT: runs where TensorRT and a CUDA GPU exist, else skipped
