@@ -75,7 +75,7 @@ def torch_from_checkpoint(ckpt, device: str = "cpu") -> Runner:
 
     return Runner(path=Path(ckpt.path), kind=ckpt.form, precision="fp32", fn=fn,
                   backend=f"PyTorch {torch.__version__.split('+')[0]} ({device})",
-                  cfg=ckpt.cfg, model=model, notes=list(ckpt.notes))
+                  cfg=ckpt.cfg, model=model)
 
 
 # --------------------------------------------------------------------------------------------
