@@ -127,3 +127,9 @@ def test_cli_bench_fixed_batch_onnx(small, tmp_path):
     r = runner.invoke(app, ["bench", str(path), "--batch", "1,8", "--runs", "1"])
     assert r.exit_code == 2
     assert "fixed batch size of 1" in last_error(r)
+
+
+def test_cli_bench_onnx_wrong_size(small):
+    r = runner.invoke(app, ["bench", str(small.onnx), "--img-size", str(2 * IMG), "--runs", "1"])
+    assert r.exit_code == 2
+    assert "see --img-size" in last_error(r)

@@ -283,3 +283,21 @@ def test_engine_without_tensorrt_exits_3(small, tmp_path):
     r = verify(small.training, small.onnx, engine)
     assert r.exit_code == 3
     assert "TensorRT" in one_error_line(r)
+
+
+def test_artifact_of_another_network(small, tmp_path):
+    """A deploy file with another number of classes: one line naming it, exit 2."""
+    from artifacts import CONFIG
+
+    from vnexport.fuse import deploy_model, provenance, save_deploy
+    from vnexport.synthetic import write_training_checkpoint
+
+    other_cfg = CONFIG.replace(num_classes=10)
+    src = write_training_checkpoint(tmp_path / "other.pth", other_cfg, with_ema=False)
+    ckpt = load_checkpoint(src, strides=CONFIG.strides)
+    other = tmp_path / "other_deploy.pth"
+    save_deploy(other, deploy_model(ckpt), provenance(ckpt, None))
+    r = verify(small.training, other)
+    assert r.exit_code == 2
+    line = one_error_line(r)
+    assert "other_deploy.pth" in line and "not the same network" in line

@@ -465,7 +465,11 @@ def bench(
         check_img_size(runner.cfg, img_size)
     in_chans = runner.cfg.in_chans if runner.cfg is not None else 3
     if runner.session is not None:
+        from .runners import check_input_shape
+
         in_chans = runner.session.get_inputs()[0].shape[1]
+        in_chans = in_chans if isinstance(in_chans, int) else 3
+        check_input_shape(runner.session, (1, in_chans, img_size, img_size), artifact)
         fixed = runner.session.get_inputs()[0].shape[0]
         if isinstance(fixed, int) and any(bs != fixed for bs in batches):
             raise VnexportError(f"the ONNX file has a fixed batch size of {fixed}; pass "

@@ -150,6 +150,16 @@ _ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
               "tensor(double)": np.float64}
 
 
+def check_input_shape(session, shape: tuple, path: object = None) -> None:
+    """Refuse a batch whose C, H, W differ from the graph's fixed ones (one line, exit 2)."""
+    want = [d if isinstance(d, int) else None for d in session.get_inputs()[0].shape[1:]]
+    got = list(shape[1:])
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise VnexportError(f"the model takes inputs of shape [N, "
+                            f"{', '.join(str(w) if w else '?' for w in want)}], "
+                            f"not {list(shape)} (see --img-size)", path)
+
+
 def ort_callable(session, path: object = None) -> Callable[[np.ndarray], np.ndarray]:
     """Run ``session`` on NCHW float32 batches: casts to the input's type and, for a graph with
     a fixed batch size, runs the inputs in chunks of that size."""
@@ -160,15 +170,9 @@ def ort_callable(session, path: object = None) -> Callable[[np.ndarray], np.ndar
         raise VnexportError(f"the model's input {inp.name!r} is {inp.type}, not a float tensor",
                             path)
     fixed = inp.shape[0] if inp.shape and isinstance(inp.shape[0], int) else None
-    spatial = [d if isinstance(d, int) else None for d in inp.shape[1:]]
 
     def fn(x: np.ndarray) -> np.ndarray:
-        want = [s for s in spatial]
-        got = list(x.shape[1:])
-        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-            raise VnexportError(f"the model takes inputs of shape [N, "
-                                f"{', '.join(str(w) if w else '?' for w in want)}], "
-                                f"not {list(x.shape)} (see --img-size)", path)
+        check_input_shape(session, x.shape, path)
         x = np.ascontiguousarray(x, dtype)
         step = fixed or len(x)
         outs = []
@@ -177,7 +181,12 @@ def ort_callable(session, path: object = None) -> Callable[[np.ndarray], np.ndar
             short = step - len(chunk) if fixed else 0
             if short:  # a fixed-batch graph: pad the last chunk, drop the padding after
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
-            y = session.run([out_name], {inp.name: chunk})[0]
+            try:
+                y = session.run([out_name], {inp.name: chunk})[0]
+            except Exception as e:  # onnxruntime's own error types
+                first = (str(e).splitlines() or [type(e).__name__])[0][:240]
+                raise VnexportError(f"ONNX Runtime failed to run the model ({first})",
+                                    path) from None
             outs.append(np.asarray(y, np.float64)[:len(chunk) - short])
         return np.concatenate(outs).reshape(len(x), -1)
 

@@ -240,7 +240,12 @@ def verify_runners(reference_model: torch.nn.Module, runners: list, x: torch.Ten
     for runner in runners:
         tol = tolerance_for(runner.precision, **(limits or {}))
         t = time.perf_counter()
-        comp = compare(reference, run_batched(runner.fn, x), tol)
+        out = run_batched(runner.fn, x)
+        if out.shape != reference.shape:
+            raise VnexportError(f"its output has shape {list(out.shape)}, the training "
+                                f"checkpoint's {list(reference.shape)}: not the same network",
+                                runner.path)
+        comp = compare(reference, out, tol)
         res = ArtifactResult(path=str(runner.path), kind=runner.kind, precision=runner.precision,
                              backend=runner.backend, comparison=comp,
                              seconds=time.perf_counter() - t, notes=list(runner.notes))
