@@ -519,6 +519,223 @@ def _onnx_inputs(inp, n: int, size: int, seed: int, images: Optional[Path]):
 
 
 # ------------------------------------------------------------------------------------------
+# ---- verify and bench
+
+
+def load_runners(paths: list[Path], load_artifact, threads: Optional[int] = None,
+                 device: str = "auto") -> list:
+    """Every artifact loaded up front, so that bad input (2) or a missing runtime (3) stops the
+    command before anything is run."""
+    from .runners import runner_from_path
+
+    return [runner_from_path(p, load=load_artifact, threads=threads, device=device)
+            for p in paths]
+
+
+@app.command()
+@handle_errors
+def verify(
+    reference: Path = typer.Argument(..., help="The training checkpoint: the independent "
+                                     "reference every artifact is compared with."),
+    artifacts: list[Path] = typer.Argument(..., help="Deploy checkpoints (.pth, .safetensors), "
+                                           "ONNX files (.onnx) and TensorRT engines "
+                                           "(.engine, .plan) to verify."),
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    images: Optional[Path] = ImagesOpt,
+    n: int = NOpt,
+    img_size: int = ImgSizeOpt,
+    seed: int = SeedOpt,
+    max_rel_err: Optional[float] = typer.Option(
+        None, "--max-rel-err", min=0.0, help="Limit on max abs error over the reference "
+        "output's max magnitude. Default by the artifact's precision: fp32 1e-4, fp16 and int8 "
+        "not judged (still reported)."),
+    min_cosine: Optional[float] = typer.Option(
+        None, "--min-cosine", min=-1.0, max=1.0, help="Limit on the lowest per-input cosine "
+        "similarity. Default: fp16 0.9999; fp32 and int8 not judged (still reported)."),
+    min_top1: Optional[float] = typer.Option(
+        None, "--min-top1", "--min-agreement", min=0.0, max=1.0, help="Limit on the fraction "
+        "of inputs whose top-1 class agrees with the reference. Default: fp32 1.0, fp16 0.99, "
+        "int8 0.98."),
+    locate_stage: bool = typer.Option(False, "--locate", help="For a failing deploy checkpoint "
+                                      "or ONNX file, report the first stage (stem, stages.i, "
+                                      "head) whose output departs from the reference."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for "
+                                          "PyTorch and ONNX Runtime (default: theirs)."),
+    json_out: Optional[str] = JsonOpt,
+    trust: bool = TrustOpt,
+) -> None:
+    """Compare artifacts with the training checkpoint on the same inputs, for CI.
+
+    Reports max abs error, max relative error (to the reference output's scale), cosine
+    similarity and top-1 agreement for every artifact, each judged against the tolerance of the
+    artifact's precision (read from the file: fp32, fp16 or int8; the flags override the
+    limits). Exits 1 if any artifact fails, naming it; 3 if an engine cannot be run here.
+    """
+    import torch
+
+    from .verify import make_inputs, results_table, verify_runners
+
+    out = note if json_out == "-" else echo
+    if threads:
+        torch.set_num_threads(threads)
+    ref = load(reference, key, model, strides, ada_pool, act_learn, trust)
+    if ref.form != "training":
+        raise VnexportError("the reference must be a training checkpoint (the independent path "
+                            "every artifact is compared with); this is a deploy-form file",
+                            reference)
+    check_img_size(ref.cfg, img_size)
+
+    def load_artifact(p: Path):
+        return load(p, Key.auto, model, strides, ada_pool, None, trust)
+
+    runners = load_runners(artifacts, load_artifact, threads=threads)
+    x = make_inputs(ref.cfg, n, img_size, seed, images)
+    source = str(images) if images else f"random, seed {seed}"
+    out(f"reference {reference.name}: training form, {ref.variant}, act_learn "
+        f"{ref.act_learn:.4g}; {len(x)} inputs at {img_size}x{img_size} ({source})")
+    results = verify_runners(ref.build_model(), runners, x,
+                             {"max_rel": max_rel_err, "min_cosine": min_cosine,
+                              "min_top1": min_top1}, locate=locate_stage, threads=threads)
+    for line in results_table(results):
+        out(line)
+    for r in results:
+        name = Path(r.path).name
+        for text in r.notes:
+            out(f"{name}: note: {text}")
+        if not r.passed:
+            out(f"{name}: FAIL ({r.precision} tolerance: {r.comparison.tolerance.describe()}): "
+                + "; ".join(r.comparison.failures))
+        if r.location is not None:
+            out(f"{name}: locate: {r.location.summary()}")
+    failed = [Path(r.path).name for r in results if not r.passed]
+    write_json(json_out, {
+        "reference": {"path": str(reference), "sha256": ref.sha256, "variant": ref.variant,
+                      "config": ref.cfg.to_dict(), "act_learn": ref.act_learn},
+        "inputs": {"n": len(x), "img_size": img_size, "source": source},
+        "artifacts": [r.to_dict() for r in results],
+        "passed": not failed,
+    })
+    if failed:
+        out(f"verification FAILED: {', '.join(failed)}")
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    out(f"verification passed: {len(results)} artifact(s)")
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command()
+@handle_errors
+def bench(
+    artifact: Path = typer.Argument(..., help="Training or deploy checkpoint, ONNX file or "
+                                    "TensorRT engine."),
+    batch: str = typer.Option("1,8,32", "--batch", help="Batch sizes, comma-separated."),
+    runs: int = typer.Option(50, "--runs", min=1, help="Timed runs per batch size."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs before timing."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for "
+                                          "PyTorch and ONNX Runtime (default: theirs)."),
+    device: Device = typer.Option(Device.cpu, "--device", help="Where checkpoints and ONNX "
+                                  "files run (cuda: PyTorch on the GPU, ONNX Runtime's CUDA "
+                                  "provider). Engines always run on the GPU."),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="PyTorch on CUDA: capture "
+                                     "the forward pass once as a CUDA graph and replay it."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=8, help="Input height and "
+                                           "width. Default: the ONNX file's fixed size, else "
+                                           "224."),
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    json_out: Optional[str] = JsonOpt,
+    trust: bool = TrustOpt,
+) -> None:
+    """Latency of one artifact at each batch size: warm-up, then median, p90, p99 and
+    throughput (images/s at the median).
+
+    Checkpoints run in their own form in PyTorch (a training checkpoint as the training form,
+    a deploy checkpoint as the deploy form), ONNX files on ONNX Runtime, engines on TensorRT.
+    Inputs are prepared on the device before timing; a sample is one forward pass plus a
+    device synchronize.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from . import bench as b
+    from .runners import artifact_kind
+
+    batches = parse_ints(batch, "--batch")
+    if not batches or min(batches) < 1:
+        raise VnexportError(f"--batch takes positive integers, got {batch!r}")
+    kind = artifact_kind(artifact)
+    if cuda_graphs and (kind != "checkpoint" or device != Device.cuda):
+        raise VnexportError("--cuda-graphs applies to checkpoints with --device cuda")
+    if threads:
+        torch.set_num_threads(threads)
+    out = note if json_out == "-" else echo
+
+    def load_artifact(p: Path):
+        return load(p, key, model, strides, ada_pool, act_learn, trust)
+
+    runner = load_runners([artifact], load_artifact, threads, device.value)[0]
+    if img_size is None:
+        img_size = 224
+        if runner.session is not None:
+            shape = runner.session.get_inputs()[0].shape
+            img_size = shape[-1] if isinstance(shape[-1], int) else 224
+    if runner.cfg is not None:
+        check_img_size(runner.cfg, img_size)
+    in_chans = runner.cfg.in_chans if runner.cfg is not None else 3
+    if runner.session is not None:
+        from .runners import check_input_shape
+
+        in_chans = runner.session.get_inputs()[0].shape[1]
+        in_chans = in_chans if isinstance(in_chans, int) else 3
+        check_input_shape(runner.session, (1, in_chans, img_size, img_size), artifact)
+        fixed = runner.session.get_inputs()[0].shape[0]
+        if isinstance(fixed, int) and any(bs != fixed for bs in batches):
+            raise VnexportError(f"the ONNX file has a fixed batch size of {fixed}; pass "
+                                f"--batch {fixed}", artifact)
+
+    def make_call(bs: int):
+        x = b.random_batch(bs, img_size, in_chans)
+        if runner.model is not None:
+            return b.torch_call(runner.model, x, device.value, cuda_graphs)
+        return b.ort_call(runner.session, x)
+
+    out(f"{artifact.name}: {runner.kind}, {runner.precision}, {runner.backend}, "
+        f"threads {threads or torch.get_num_threads()}, {img_size}x{img_size}, "
+        f"{warmup} warm-up + {runs} timed runs per batch size")
+    results = []
+    with tqdm(total=len(batches) * (runs + warmup), desc=artifact.name, unit="run",
+              disable=None, leave=False) as bar:
+        if runner.kind == "engine":
+            for bs in batches:
+                r = b.engine_latency(artifact, bs, runs, warmup)
+                bar.update(runs + warmup)
+                if isinstance(r, str):
+                    out(f"batch {bs}: skipped ({r})")
+                else:
+                    results.append(r)
+        else:
+            results = b.bench_batches(make_call, batches, runs, warmup, tick=bar.update)
+    out(f"{'batch':>5} {'median ms':>10} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>9}")
+    for r in results:
+        p99 = f"{r.p99_ms:>9.2f}" if r.p99_ms is not None else f"{'-':>9}"
+        out(f"{r.batch:>5} {r.median_ms:>10.2f} {r.p90_ms:>9.2f} {p99} {r.images_per_s:>9.1f}")
+    write_json(json_out, {**runner.describe(), "device": device.value,
+                          "cuda_graphs": cuda_graphs,
+                          "threads": threads or torch.get_num_threads(), "img_size": img_size,
+                          "results": [r.to_dict() for r in results]})
+
+
+# ------------------------------------------------------------------------------------------
 # demo
 
 
