@@ -72,3 +72,5 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
 
 # Later stages (ONNX, precision, TensorRT) append themselves here, in pipeline order.
 STAGES: list[Callable] = [stage_fuse]
+from .onnx_export import stage_onnx  # noqa: E402  (it imports StageResult lazily)
+STAGES.append(stage_onnx)

@@ -415,3 +415,32 @@ def numpy_initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
         if t.name == name:
             return numpy_helper.to_array(t)
     raise KeyError(name)
+
+
+# --------------------------------------------------------------------------------------------
+# demo stage
+
+
+def stage_onnx(ckpt: Checkpoint, x: torch.Tensor, reference: np.ndarray, workdir: Path, echo):
+    """``vnexport demo``: export with a dynamic batch, verify on ONNX Runtime, write model.onnx."""
+    import time
+
+    from .demo import StageResult
+
+    t = time.perf_counter()
+    out = Path(workdir) / "model.onnx"
+    img_size = int(x.shape[-1])
+    proto = onnx_model_from_deploy(deploy_model(ckpt), img_size=img_size, dynamic_batch=True)
+    inventory = op_inventory(proto)
+    echo("[demo] onnx graph: " + ", ".join(f"{op} {k}" for op, k in inventory.items()))
+    set_metadata(proto, export_metadata(ckpt, opset=DEFAULT_OPSET, img_size=img_size, batch=1,
+                                        dynamic_batch=True, max_batch=None, simplify=True))
+    v = verify_onnx(ckpt, serialize(proto), x, FP32, reference=reference)
+    if v.passed:
+        set_metadata(proto, verification_metadata(v, {"n": len(x), "img_size": img_size,
+                                                      "source": "seed 0"}))
+        save_onnx(proto, out)
+    comp = v.comparisons["CPUExecutionProvider"]
+    return StageResult("onnx", str(out), time.perf_counter() - t, v.passed,
+                       f"ONNX Runtime CPU: {comp.summary()}",
+                       {"verification": v.to_dict(), "op_inventory": inventory})
