@@ -132,6 +132,8 @@ def test_stride_variant_graph_is_minimal(name):
     assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert len(proto.graph.initializer) == 2 * inv["Conv"]  # weight + bias each, nothing else
+    producer = {o: n.op_type for n in proto.graph.node for o in n.output}
+    assert all(producer[n.input[0]] == "Conv" for n in proto.graph.node if n.op_type == "Relu")
     onnx.checker.check_model(proto, full_check=True)
     assert_matches_training(training, proto, random_inputs(cfg, 2, 32, seed=1))
 

@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from . import __version__
 from .adapool import exportable_adaptive_pools, pool_plan
@@ -96,9 +96,9 @@ def onnx_model_from_deploy(model: VanillaNet, *, opset: int = DEFAULT_OPSET, img
     check_options(model.cfg, opset=opset, img_size=img_size, batch=batch,
                   dynamic_batch=dynamic_batch, max_batch=None)
     proto = _torchscript_export(model, opset, img_size, batch, dynamic_batch)
-    proto = clean_graph(proto)
+    proto = relu_before_max_pool(clean_graph(proto))
     if simplify:
-        proto = clean_graph(_slim(proto))
+        proto = relu_before_max_pool(clean_graph(_slim(proto)))
     proto.producer_name = "vnexport"
     proto.producer_version = __version__
     proto.graph.name = _graph_name(model.cfg)
@@ -149,7 +149,7 @@ def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
             tensor.name = node.output[0]
             g.initializer.append(tensor)
             continue
-        node.doc_string = ""
+        node.ClearField("doc_string")
         keep.append(node)
     if any(o.name in rename for o in g.output):  # never happens with our outputs; be safe
         raise RuntimeError("a graph output is an Identity of another value")
@@ -160,7 +160,33 @@ def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.initializer[:]
     g.initializer.extend(inits)
     del g.value_info[:]
-    g.doc_string = ""
+    g.ClearField("doc_string")
+    return model
+
+
+def relu_before_max_pool(model: onnx.ModelProto) -> onnx.ModelProto:
+    """MaxPool -> Relu becomes Relu -> MaxPool (in place). relu(max(window)) == max(relu(window))
+    exactly (both are monotone; padded cells never count), and a Relu right after a Conv is fused
+    into it by ONNX Runtime and TensorRT, where one after a MaxPool is a separate pass."""
+    nodes = list(model.graph.node)
+    consumers = Counter(i for n in nodes for i in n.input)
+    outputs = {o.name for o in model.graph.output}
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    for r, relu in enumerate(nodes):
+        if relu.op_type != "Relu" or relu.input[0] not in producer:
+            continue
+        p = producer[relu.input[0]]
+        pool = nodes[p]
+        if pool.op_type != "MaxPool" or len(pool.output) != 1 \
+                or consumers[pool.output[0]] != 1 or pool.output[0] in outputs:
+            continue
+        x, y, mid = pool.input[0], relu.output[0], relu.output[0] + "_before_pool"
+        relu.input[0], relu.output[0] = x, mid
+        pool.input[0], pool.output[0] = mid, y
+        nodes[p], nodes[r] = relu, pool  # still topologically sorted
+        producer[mid], producer[y] = p, r
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     return model
 
 
@@ -368,12 +394,11 @@ class OnnxVerification:
                 "providers": {p: c.to_dict() for p, c in self.comparisons.items()}}
 
 
-def reference_outputs(ckpt: Checkpoint, x: torch.Tensor) -> tuple[np.ndarray, str]:
-    """The independent path: the checkpoint's training-form network (a deploy checkpoint has
-    only its deploy form)."""
-    label = ("training-form PyTorch network" if ckpt.form == "training"
-             else "deploy-form PyTorch network (the file holds no training form)")
-    return run_torch(ckpt.build_model(), x), label
+def reference_label(ckpt: Checkpoint) -> str:
+    """What verification compares with: the independent path, the checkpoint's training-form
+    network (a deploy checkpoint has only its deploy form)."""
+    return ("training-form PyTorch network" if ckpt.form == "training"
+            else "deploy-form PyTorch network (the file holds no training form)")
 
 
 def verify_onnx(ckpt: Checkpoint, model_or_path, x: torch.Tensor, tol: Tolerance = FP32,
@@ -382,10 +407,7 @@ def verify_onnx(ckpt: Checkpoint, model_or_path, x: torch.Tensor, tol: Tolerance
                 threads: int | None = None) -> OnnxVerification:
     """Run the ONNX model on ONNX Runtime (each provider) and compare with the training form."""
     if reference is None:
-        reference, label = reference_outputs(ckpt, x)
-    else:
-        label = "training-form PyTorch network" if ckpt.form == "training" else \
-            "deploy-form PyTorch network (the file holds no training form)"
+        reference = run_torch(ckpt.build_model(), x)
     if isinstance(model_or_path, onnx.ModelProto):
         model_or_path = serialize(model_or_path)
     xs = x.numpy()
@@ -393,7 +415,7 @@ def verify_onnx(ckpt: Checkpoint, model_or_path, x: torch.Tensor, tol: Tolerance
     for provider in providers or available_providers():
         session = ort_session(model_or_path, threads=threads, providers=[provider])
         comps[provider] = compare(reference, run_session_batched(session, xs, max_batch), tol)
-    return OnnxVerification(comps, label)
+    return OnnxVerification(comps, reference_label(ckpt))
 
 
 def verification_metadata(v: OnnxVerification, inputs: dict) -> dict:
@@ -407,14 +429,6 @@ def verification_metadata(v: OnnxVerification, inputs: dict) -> dict:
     return {"verification": {"reference": v.reference, "inputs": inputs, "providers": figs,
                              "tolerance": {"max_rel": tol.max_rel, "min_top1": tol.min_top1},
                              "passed": v.passed}}
-
-
-def numpy_initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
-    """An initializer of ``model`` as numpy (for tests and reports)."""
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise KeyError(name)
 
 
 # --------------------------------------------------------------------------------------------
