@@ -35,7 +35,8 @@ from .checkpoint import Checkpoint
 from .errors import VnexportError
 from .fileio import atomic_output
 from .fuse import deploy_model, provenance
-from .model import IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size
+from .model import (IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size,
+                    variant_name)
 from .verify import FP32, Comparison, Tolerance, compare, run_torch
 
 INPUT_NAME = "input"
@@ -109,8 +110,6 @@ def onnx_model_from_deploy(model: VanillaNet, *, opset: int = DEFAULT_OPSET, img
 
 
 def _graph_name(cfg: VanillaNetConfig) -> str:
-    from .model import variant_name
-
     return variant_name(cfg) or "vanillanet_custom"
 
 
