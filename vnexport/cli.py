@@ -291,6 +291,131 @@ def fuse(
 
 
 # ------------------------------------------------------------------------------------------
+# ---- onnx
+
+
+def print_inventory(inventory: dict[str, int]) -> None:
+    echo("graph: " + ", ".join(f"{op} {k}" for op, k in inventory.items())
+         + f" ({sum(inventory.values())} nodes)")
+
+
+@app.command("onnx")
+@handle_errors
+def onnx_command(
+    ckpt: Path = typer.Argument(..., help="Training checkpoint (fused on the way) or deploy "
+                                "checkpoint (.pth, .safetensors)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="ONNX file to write (one "
+                                          "self-contained file). Default: <input>.onnx beside "
+                                          "the input."),
+    opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21."),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch axis "
+                                       "dynamic ('batch'); verified at batch 1 and at larger "
+                                       "batches. Default: a static batch of --batch."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", min=1, help="With "
+                                            "--dynamic-batch: the largest batch you will run "
+                                            "(stored in the metadata for TensorRT profiles; "
+                                            "verification runs batches of up to this size)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="The static batch size (with "
+                              "--dynamic-batch: the example batch used while exporting)."),
+    img_size: int = typer.Option(224, "--img-size", min=8, help="Input height and width of the "
+                                 "exported graph and of the verification inputs (a multiple "
+                                 "of the variant's total stride, 32 for the published stride "
+                                 "variants; at least 32 for the ada_pool variant)."),
+    simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim on the "
+                                  "cleaned graph (verification always runs on the final "
+                                  "graph)."),
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    allow_inexact: bool = typer.Option(False, "--allow-inexact", help="Fuse a training "
+                                       "checkpoint even when act_learn < 1 (approximate merge; "
+                                       "verification still judges it)."),
+    images: Optional[Path] = ImagesOpt,
+    n: int = NOpt,
+    seed: int = SeedOpt,
+    max_rel_err: float = MaxRelOpt,
+    min_top1: float = MinTop1Opt,
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op "
+                                          "threads for verification (default: its own)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime "
+                                   "verification (the file then carries no figures)."),
+    force: bool = ForceOpt,
+    json_out: Optional[str] = JsonOpt,
+    trust: bool = TrustOpt,
+) -> None:
+    """Export the deploy-form network as one clean ONNX file, verified on ONNX Runtime.
+
+    A training checkpoint is fused on the way (same rules and refusals as fuse). The graph holds
+    only Conv, Relu, MaxPool, GlobalAveragePool and one Flatten (the ada_pool variant's adaptive
+    max pools are written as exact plain max pools). The file is verified on ONNX Runtime (CPU,
+    and CUDA where present) against the training-form network, then written with its metadata
+    (variant, config, input size, mean/std, source sha256, opset, verification figures). A
+    failed verification exits 1 and writes nothing.
+    """
+    from .fileio import check_output
+    from .fuse import deploy_model
+    from .onnx_export import (ada_pool_plans, check_options, expected_conv_count,
+                              export_metadata, onnx_model_from_deploy, op_inventory, save_onnx,
+                              serialize, set_metadata, verification_metadata, verify_onnx)
+    from .verify import Tolerance, make_inputs
+
+    output = check_output(output or default_output(ckpt, ".onnx"), force)
+    if output.resolve() == ckpt.resolve():
+        raise VnexportError("output would overwrite the input checkpoint", output)
+    t0 = time.perf_counter()
+    c = load(ckpt, key, model, strides, ada_pool, act_learn, trust)
+    check_options(c.cfg, opset=opset, img_size=img_size, batch=batch,
+                  dynamic_batch=dynamic_batch, max_batch=max_batch)
+    x = None if no_verify else make_inputs(c.cfg, n, img_size, seed, images)
+    echo(f"{ckpt.name}: {c.form} form, {c.variant}, act_learn {c.act_learn:.4g}")
+    deploy = deploy_model(c, allow_inexact)
+    proto = onnx_model_from_deploy(deploy, opset=opset, img_size=img_size, batch=batch,
+                                   dynamic_batch=dynamic_batch, simplify=simplify)
+    del deploy
+    export_s = time.perf_counter() - t0
+    inventory = op_inventory(proto)
+    shape = ["batch" if dynamic_batch else batch, c.cfg.in_chans, img_size, img_size]
+    echo(f"exported opset {opset}, input 'input' {shape} float32 -> 'logits' "
+         f"[{shape[0]}, {c.cfg.num_classes}], in {export_s:.1f} s")
+    print_inventory(inventory)
+    for line in ada_pool_plans(c.cfg, img_size):
+        echo(f"adaptive max pool {line}")
+    report = {"input": str(ckpt), "output": str(output), "form": c.form, "variant": c.variant,
+              "opset": opset, "img_size": img_size, "dynamic_batch": dynamic_batch,
+              "batch": None if dynamic_batch else batch, "max_batch": max_batch,
+              "simplified": simplify, "op_inventory": inventory,
+              "conv_count_expected": expected_conv_count(c.cfg), "verification": None}
+    set_metadata(proto, export_metadata(c, opset=opset, img_size=img_size, batch=batch,
+                                        dynamic_batch=dynamic_batch, max_batch=max_batch,
+                                        simplify=simplify))
+    if x is not None:
+        tol = Tolerance(max_rel=max_rel_err, min_top1=min_top1)
+        v = verify_onnx(c, serialize(proto), x, tol, max_batch=max_batch, threads=threads)
+        echo(f"reference: the {v.reference}")
+        for provider, comp in v.comparisons.items():
+            print_comparison(f"verify onnx ({provider.replace('ExecutionProvider', '')})", comp)
+        report["verification"] = v.to_dict()
+        if not v.passed:
+            report["written"] = False
+            write_json(json_out, report)
+            echo(f"not written: {output}")
+            raise typer.Exit(EXIT_CHECK_FAILED)
+        inputs = {"n": len(x), "img_size": img_size,
+                  "source": str(images) if images else f"seed {seed}"}
+        set_metadata(proto, verification_metadata(v, inputs))
+    else:
+        echo("verification skipped (--no-verify)")
+    save_onnx(proto, output)
+    report["written"] = True
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(json_out, report)
+    echo(f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, self-contained) in "
+         f"{report['seconds']:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------
 # trt
 
 

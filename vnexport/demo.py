@@ -70,8 +70,10 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
                        {"comparison": comp.to_dict()})
 
 
-# Later stages (ONNX, precision, TensorRT) append themselves here, in pipeline order.
-STAGES: list[Callable] = [stage_fuse]
+def stage_onnx(ckpt, x, reference, workdir: Path, echo) -> StageResult:
+    from .onnx_export import stage_onnx as run
+
+    return run(ckpt, x, reference, workdir, echo)
 
 
 def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
@@ -80,4 +82,5 @@ def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
     return demo_stage(ckpt, x, reference, workdir, echo)
 
 
-STAGES.append(stage_trt)  # TensorRT: runs where TensorRT and a CUDA GPU exist, else skipped
+# Every stage in pipeline order; TensorRT runs where TensorRT and a CUDA GPU exist, else skips.
+STAGES: list[Callable] = [stage_fuse, stage_onnx, stage_trt]

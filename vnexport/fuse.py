@@ -69,7 +69,7 @@ def provenance(ckpt: Checkpoint, comparison: Comparison | None, **extra) -> dict
         "act_learn": ckpt.act_learn,
         "tool": "vnexport",
         "tool_version": __version__,
-        "torch_version": str(torch.__version__),
+        "torch_version": str(torch.__version__),  # TorchVersion would not load weights_only
         "verification": None if comparison is None else comparison.to_dict(),
     }
     if ckpt.form == "deploy" and ckpt.meta:
