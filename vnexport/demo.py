@@ -72,3 +72,7 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
 
 # Later stages (ONNX, precision, TensorRT) append themselves here, in pipeline order.
 STAGES: list[Callable] = [stage_fuse]
+
+from .precision import stage_precision  # noqa: E402  (fp32/fp16/int8 ONNX side by side)
+
+STAGES.append(stage_precision)

@@ -41,6 +41,20 @@ class Tolerance:
 
 
 FP32 = Tolerance(max_rel=1e-4, min_top1=1.0)
+FP16 = Tolerance(max_rel=None, min_top1=0.99, min_cosine=0.9999)
+
+
+def tolerance_for(precision: str, min_agreement: float = 0.98) -> Tolerance:
+    """Default limits by precision: fp32 max rel 1e-4 and every top-1 equal; fp16 cosine >=
+    0.9999 and top-1 agreement >= 99% (no max-rel limit: float16 rounding alone exceeds 1e-4);
+    int8 top-1 agreement >= ``min_agreement`` (the other figures reported, not judged)."""
+    if precision == "fp32":
+        return FP32
+    if precision == "fp16":
+        return FP16
+    if precision == "int8":
+        return Tolerance(max_rel=None, min_top1=min_agreement, min_cosine=None)
+    raise VnexportError(f"unknown precision {precision!r} (fp32, fp16, int8)")
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""FP32 vs FP16 vs INT8 ONNX on ONNX Runtime's CPU provider: batch 1, 2 threads, same run.
+
+    PYTHONPATH=. python benchmarks/precision_speed.py [--variants vanillanet_5 vanillanet_13]
+
+Seeded random weights (synthetic.random_training_model), fused with fuse.deploy_model, exported
+to fp32 ONNX, then converted with vnexport.precision. INT8 is calibrated on seeded random inputs
+(fine for speed, not for accuracy). Every file gets its own session (intra_op_num_threads=2,
+ORT_ENABLE_ALL); after 3 warm-up runs the sessions run in interleaved rounds (fp32, fp16, int8,
+... then again), so that load from other processes hits all of them alike; the figure is the
+median of 20 rounds. Results go to benchmarks/results/precision_speed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+
+from vnexport.checkpoint import load_checkpoint
+from vnexport.fuse import deploy_model
+from vnexport.model import VARIANTS
+from vnexport.precision import apply_precision, fp32_onnx_from_deploy, session, to_int8
+from vnexport.synthetic import write_training_checkpoint
+from vnexport.verify import random_inputs
+
+RUNS, WARMUP, THREADS = 20, 3, 2
+
+
+def build_files(variant: str, folder: Path, img_size: int, n_calib: int) -> dict[str, Path]:
+    cfg = VARIANTS[variant]
+    ckpt = load_checkpoint(write_training_checkpoint(folder / f"{variant}.pth", cfg, seed=0))
+    fp32 = fp32_onnx_from_deploy(deploy_model(ckpt), img_size)
+    calib = random_inputs(cfg, n=n_calib, img_size=img_size, seed=1).numpy()
+    files = {}
+    for name, make in [
+        ("fp32", lambda: fp32),
+        ("fp16", lambda: apply_precision(fp32, "fp16", calib_x=calib)[0]),
+        ("int8", lambda: apply_precision(fp32, "int8", calib_x=calib, calib_is_random=True)[0]),
+        # not what vnexport writes (TensorRT needs symmetric int8 activations): measured to see
+        # whether ORT's x86 kernels prefer uint8 activations
+        ("int8-u8act", lambda: to_int8(fp32, calib, activation_type="uint8")),
+    ]:
+        path = folder / f"{variant}_{name}.onnx"
+        onnx.save(make(), path)
+        files[name] = path
+    return files
+
+
+def measure(files: dict[str, Path], img_size: int) -> dict[str, list[float]]:
+    x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size), dtype=np.float32)
+    sessions = {k: session(p, threads=THREADS) for k, p in files.items()}
+    feeds = {}
+    for k, s in sessions.items():
+        inp = s.get_inputs()[0]
+        feeds[k] = {inp.name: x.astype(np.float16 if inp.type == "tensor(float16)" else np.float32)}
+        for _ in range(WARMUP):
+            s.run(None, feeds[k])
+    times = {k: [] for k in sessions}
+    for _ in range(RUNS):
+        for k, s in sessions.items():
+            t = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", nargs="+", default=["vanillanet_5", "vanillanet_13"])
+    ap.add_argument("--img-size", type=int, default=224)
+    ap.add_argument("--calib-n", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
+                    "precision_speed.md")
+    args = ap.parse_args()
+    rows = []
+    load_before = os.getloadavg()
+    for variant in args.variants:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = build_files(variant, Path(tmp), args.img_size, args.calib_n)
+            sizes = {k: p.stat().st_size / 2**20 for k, p in files.items()}
+            times = measure(files, args.img_size)
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        for k in files:
+            rows.append((variant, k, sizes[k], med[k], min(times[k]), med["fp32"] / med[k]))
+            print(f"{variant:<14} {k:<11} {sizes[k]:8.1f} MiB  median {med[k]:8.1f} ms  "
+                  f"min {min(times[k]):8.1f} ms  speed-up vs fp32 {med['fp32'] / med[k]:.2f}x",
+                  flush=True)
+    load_after = os.getloadavg()
+    lines = [
+        "# Precision speed on ONNX Runtime's CPU provider",
+        "",
+        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}",
+        f"- batch 1, {args.img_size}x{args.img_size}, intra_op_num_threads={THREADS}, "
+        f"ORT_ENABLE_ALL, {WARMUP} warm-up runs, median of {RUNS} interleaved rounds "
+        "(same process, same run)",
+        f"- load average before/after (other processes on the machine): "
+        f"{load_before[0]:.2f} / {load_after[0]:.2f}",
+        "- int8 = what vnexport writes: Q/DQ, int8 weights symmetric per channel, int8 "
+        "activations symmetric per tensor (TensorRT's requirement); int8-u8act = uint8 "
+        "asymmetric activations, for comparison only",
+        "- weights: seeded random (synthetic.random_training_model), fused; int8 calibrated on "
+        f"{args.calib_n} random inputs (speed only)",
+        "",
+        "| variant | file | size MiB | median ms | min ms | speed-up vs fp32 (median) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {v} | {k} | {s:.1f} | {m:.1f} | {mn:.1f} | {r:.2f}x |"
+              for v, k, s, m, mn, r in rows]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
