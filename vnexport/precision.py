@@ -326,7 +326,11 @@ def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (
 def to_fp16(model: onnx.ModelProto, calib_x: np.ndarray,
             keep_io_fp32: bool = True) -> tuple[onnx.ModelProto, Fp16Report]:
     """Weights and compute in float16, except the nodes whose measured values would not fit."""
-    from onnxconverter_common import float16
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise VnexportError("fp16 needs the onnxconverter-common package: "
+                            "pip install 'vnexport[precision]'") from None
 
     model = _named(model)
     stats = _tensor_stats(model, calib_x)
