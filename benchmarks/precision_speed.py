@@ -26,7 +26,8 @@ import onnxruntime
 from vnexport.checkpoint import load_checkpoint
 from vnexport.fuse import deploy_model
 from vnexport.model import VARIANTS
-from vnexport.precision import apply_precision, fp32_onnx_from_deploy, session, to_int8
+from vnexport.precision import (apply_precision, fp32_onnx_from_deploy, latencies_ms, session,
+                                to_int8)
 from vnexport.synthetic import write_training_checkpoint
 from vnexport.verify import random_inputs
 
@@ -56,19 +57,7 @@ def build_files(variant: str, folder: Path, img_size: int, n_calib: int) -> dict
 def measure(files: dict[str, Path], img_size: int) -> dict[str, list[float]]:
     x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size), dtype=np.float32)
     sessions = {k: session(p, threads=THREADS) for k, p in files.items()}
-    feeds = {}
-    for k, s in sessions.items():
-        inp = s.get_inputs()[0]
-        feeds[k] = {inp.name: x.astype(np.float16 if inp.type == "tensor(float16)" else np.float32)}
-        for _ in range(WARMUP):
-            s.run(None, feeds[k])
-    times = {k: [] for k in sessions}
-    for _ in range(RUNS):
-        for k, s in sessions.items():
-            t = time.perf_counter()
-            s.run(None, feeds[k])
-            times[k].append((time.perf_counter() - t) * 1e3)
-    return times
+    return latencies_ms(sessions, x, runs=RUNS, warmup=WARMUP)
 
 
 def main() -> None:
