@@ -416,13 +416,168 @@ def onnx_command(
 
 
 # ------------------------------------------------------------------------------------------
-# trt
+# quantize (fp16 / int8 ONNX from an fp32 ONNX file; `vnexport onnx --precision` uses the same)
 
 
 class Precision(str, Enum):
-    fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
+
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
+                              "this folder (resize, centre crop, ImageNet mean/std). Without it "
+                              "int8 calibrates on seeded random inputs: fit for speed tests only.")
+CalibNOpt = typer.Option(64, "--calib-n", min=1, help="How many calibration images to use (the "
+                         "first N in sorted order), or random inputs without --calib-images.")
+MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
+                         "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
+Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and output float16 "
+                         "too (default: float32, with casts inside the graph).")
+CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ranges are stored "
+                        "under sha256(fp32 model, calibration inputs, method); a rebuild with the "
+                        "same ones skips calibration.")
+Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
+                           "(default: it stays float; its fan-in of 48 makes it the layer most "
+                           "hurt by int8, for ~1.5% of the multiply-adds).")
+MinAgreementOpt = typer.Option(0.98, "--min-agreement", min=0.0, max=1.0, help="INT8: fraction "
+                               "of inputs whose top-1 class must agree with the reference.")
+
+
+@app.command()
+@handle_errors
+def quantize(
+    onnx_file: Path = typer.Argument(..., help="The fp32 ONNX file (one input [N,3,H,W], one "
+                                     "output), e.g. from vnexport onnx."),
+    precision: Precision = typer.Option(..., "--precision", help="fp16: float16 weights and "
+                                        "compute, nodes that do not fit kept float32. int8: "
+                                        "explicit QuantizeLinear/DequantizeLinear (Q/DQ)."),
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write."),
+    calib_images: Optional[Path] = CalibImagesOpt,
+    calib_n: int = CalibNOpt,
+    method: CalibMethod = MethodOpt,
+    fp16_io: bool = Fp16IoOpt,
+    cache: Optional[Path] = CacheOpt,
+    int8_stem: bool = Int8StemOpt,
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Verify against the "
+                                             "fp32 training form of this checkpoint (the "
+                                             "loading options below apply to it). Without it, "
+                                             "against the fp32 ONNX file on ONNX Runtime."),
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    trust: bool = TrustOpt,
+    images: Optional[Path] = ImagesOpt,
+    n: int = NOpt,
+    seed: int = SeedOpt,
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=8, help="Input size, needed "
+                                           "only when the ONNX input's height/width are "
+                                           "symbolic."),
+    min_agreement: float = MinAgreementOpt,
+    force: bool = ForceOpt,
+    json_out: Optional[str] = JsonOpt,
+) -> None:
+    """Write an FP16 or INT8 (Q/DQ) ONNX file from an fp32 one and verify it on ONNX Runtime.
+
+    Defaults: fp16 must keep cosine >= 0.9999 and top-1 agreement >= 99%; int8 top-1
+    agreement >= --min-agreement. A failed verification exits 1 and writes nothing.
+    """
+    from types import SimpleNamespace
+
+    import onnx
+
+    from .fileio import atomic_output, check_output
+    from .precision import (apply_precision, fp16_emulation, input_geometry, load_fp32_onnx,
+                            run, session, set_metadata)
+    from .verify import compare, image_inputs, random_inputs, run_torch, tolerance_for
+
+    output = check_output(output, force)
+    if output.resolve() == onnx_file.resolve():
+        raise VnexportError("output would overwrite the input file", output)
+    if cache is not None and cache.is_dir():
+        raise VnexportError("--cache: is a directory, expected a JSON file", cache)
+    t0 = time.perf_counter()
+    fp32 = load_fp32_onnx(onnx_file)
+    chans, size = input_geometry(fp32)
+    if size is None:
+        if img_size is None:
+            raise VnexportError("the input's height/width are symbolic: pass --img-size",
+                                onnx_file)
+        size = img_size
+    elif img_size is not None and img_size != size:
+        raise VnexportError(f"--img-size {img_size} differs from the file's input size {size}",
+                            onnx_file)
+    if chans not in (None, 3) and (images or calib_images):
+        raise VnexportError(f"images need a 3-channel model, this one takes {chans}", onnx_file)
+    ckpt = None
+    if reference is not None:
+        ckpt = load(reference, key, model, strides, ada_pool, act_learn, trust)
+        check_img_size(ckpt.cfg, size)
+    shape = SimpleNamespace(in_chans=chans or (ckpt.cfg.in_chans if ckpt else 3))
+    x = image_inputs(images, size, n) if images else random_inputs(shape, n, size, seed)
+    source = str(images) if images else f"{n} seeded random inputs (seed {seed})"
+    calib_random = calib_images is None
+    if calib_images is not None:
+        calib = image_inputs(calib_images, size, calib_n).numpy()
+    elif precision is Precision.fp16:
+        calib = x.numpy()  # fp16 ranges: measured on the verification inputs
+    else:
+        calib = random_inputs(shape, calib_n, size, seed + 1).numpy()
+    out_model, rep = apply_precision(fp32, precision.value, calib_x=calib, method=method.value,
+                                     fp16_io=fp16_io, cache_path=cache,
+                                     calib_is_random=calib_random, quantize_stem=int8_stem)
+    for line in rep.lines():
+        (note if line.startswith("warning") else echo)(line)
+    if ckpt is not None:
+        ref = run_torch(ckpt.build_model(), x)
+        against = f"the fp32 training form of {reference.name}"
+    else:
+        ref = run(session(fp32), x.numpy())
+        against = f"the fp32 ONNX file {onnx_file.name} on ONNX Runtime (no --reference)"
+    tol = tolerance_for(precision.value, min_top1=min_agreement)
+    comp = compare(ref, run(session(out_model), x.numpy()), tol)
+    echo(f"verifying {precision.value} on ONNX Runtime against {against}, on {source}")
+    print_comparison(f"verify {precision.value}", comp)
+    report = {"input": str(onnx_file), "output": str(output), "precision": precision.value,
+              "reference": str(reference) if reference else str(onnx_file),
+              "verification_inputs": source, "verification": comp.to_dict(),
+              "conversion": rep.to_dict()}
+    passed = comp.passed
+    if precision is Precision.fp16:
+        # ORT's CPU provider computes a float16 graph in float32: check float16 rounding too
+        emu = fp16_emulation(fp32, [k.node for k in rep.fp16.kept_fp32])
+        comp_emu = compare(ref, run(session(emu), x.numpy()), tol)
+        echo("ONNX Runtime's CPU provider runs float16 Conv in float32 (weights rounded only); "
+             "also checking float16 activations, emulated (every converted node's output "
+             "rounded to float16):")
+        print_comparison("verify fp16 emulated", comp_emu)
+        report["verification_fp16_emulated"] = comp_emu.to_dict()
+        passed = passed and comp_emu.passed
+    if not passed:
+        report["written"] = False
+        write_json(json_out, report)
+        echo(f"not written: {output}")
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    set_metadata(out_model, {"vnexport.verification": json.dumps(comp.to_dict())})
+    with atomic_output(output) as tmp:
+        onnx.save(out_model, tmp)
+    report["written"] = True
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    write_json(json_out, report)
+    mib = output.stat().st_size / 2**20
+    echo(f"wrote {output} ({mib:.1f} MiB, fp32 {onnx_file.stat().st_size / 2**20:.1f} MiB) in "
+         f"{report['seconds']:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------
+# trt
 
 
 class HardwareCompat(str, Enum):
@@ -526,8 +681,8 @@ def trt(
     from .fileio import check_output
     from .trt import (BuildOptions, build_engine, detect_precision, export_for_engine,
                       onnx_stage_for, onnxruntime_outputs, provenance_path, read_onnx_input,
-                      require_runtime, resolve_profile, tolerance_for)
-    from .verify import compare, make_inputs, run_torch
+                      require_runtime, resolve_profile)
+    from .verify import compare, make_inputs, run_torch, tolerance_for
 
     t0 = time.perf_counter()
     options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
@@ -596,7 +751,8 @@ def trt(
                 ref_label = f"ONNX Runtime (CPU) on {onnx_path.name}"
                 note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
                      "on the same file, not against the training form")
-            tol = tolerance_for(prec, max_rel_err, min_cosine, min_agreement)
+            tol = tolerance_for(prec, max_rel=max_rel_err, min_cosine=min_cosine,
+                                min_top1=min_agreement)
             vin = {"n": len(x), "img_size": size,
                    "source": str(images) if images else f"seed {seed}"}
 

@@ -76,6 +76,12 @@ def stage_onnx(ckpt, x, reference, workdir: Path, echo) -> StageResult:
     return run(ckpt, x, reference, workdir, echo)
 
 
+def stage_precision(ckpt, x, reference, workdir: Path, echo) -> StageResult:
+    from .precision import stage_precision as run
+
+    return run(ckpt, x, reference, workdir, echo)
+
+
 def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
     from .trt import demo_stage
 
@@ -83,4 +89,4 @@ def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
 
 
 # Every stage in pipeline order; TensorRT runs where TensorRT and a CUDA GPU exist, else skips.
-STAGES: list[Callable] = [stage_fuse, stage_onnx, stage_trt]
+STAGES: list[Callable] = [stage_fuse, stage_onnx, stage_precision, stage_trt]

@@ -61,7 +61,7 @@ import numpy as np
 
 from . import __version__
 from .errors import MissingRuntimeError, VnexportError
-from .verify import Comparison, Tolerance
+from .verify import Comparison, Tolerance, tolerance_for
 
 MIN_TRT = (10, 12)
 INSTALL_HINT = ("pip install 'vnexport[trt]' on a machine with an NVIDIA GPU, or use the image "
@@ -71,9 +71,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # --hardware-compat value -> trt.HardwareCompatibilityLevel member name [TRT-HWCOMPAT]
 HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
 
-# Default tolerances against the fp32 training form, by the ONNX file's precision.
-DEFAULT_MIN_COSINE_FP16 = 0.9999
-DEFAULT_MIN_AGREEMENT = {"fp32": 1.0, "fp16": 0.99, "int8": 0.98}
 
 
 # ------------------------------------------------------------------------------------------
@@ -284,24 +281,6 @@ def detect_precision(path: str | os.PathLike | None = None, model=None) -> str:
             if n.op_type == "Constant" and a.name == "value" and a.t.data_type == fp16:
                 return "fp16"
     return "fp32"
-
-
-def tolerance_for(precision: str, max_rel: float | None = None, min_cosine: float | None = None,
-                  min_agreement: float | None = None) -> Tolerance:
-    """The verification tolerance of an engine of ``precision`` against the fp32 training form.
-
-    fp32: max relative error 1e-4 and 100% top-1 agreement (TF32 is off in fp32 engines);
-    fp16: cosine >= 0.9999 and top-1 agreement >= 99%; int8: top-1 agreement >= 98%.
-    """
-    if precision not in PRECISIONS:
-        raise VnexportError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
-    agree = DEFAULT_MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
-    if precision == "fp32":
-        return Tolerance(max_rel=1e-4 if max_rel is None else max_rel, min_top1=agree)
-    if precision == "fp16":
-        return Tolerance(max_rel=max_rel, min_top1=agree,
-                         min_cosine=DEFAULT_MIN_COSINE_FP16 if min_cosine is None else min_cosine)
-    return Tolerance(max_rel=max_rel, min_top1=agree, min_cosine=min_cosine)
 
 
 # ------------------------------------------------------------------------------------------

@@ -41,8 +41,6 @@ class Tolerance:
 
 
 FP32 = Tolerance(max_rel=1e-4, min_top1=1.0)
-
-
 @dataclass
 class Comparison:
     n: int
@@ -185,13 +183,16 @@ PRESETS: dict[str, Tolerance] = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
 
 def tolerance_for(precision: str, max_rel: float | None = None, min_cosine: float | None = None,
-                  min_top1: float | None = None) -> Tolerance:
+                  min_top1: float | None = None, min_agreement: float | None = None) -> Tolerance:
     """The default tolerance of an artifact of ``precision`` against the fp32 training form,
     with any limit given explicitly replacing the preset's.
 
     fp32: max rel err 1e-4 and 100% top-1 agreement; fp16: cosine >= 0.9999 and top-1 >= 99%;
-    int8: top-1 agreement >= 98%. All four figures are always reported.
+    int8: top-1 agreement >= 98%. All four figures are always reported. ``min_agreement`` is
+    another name for ``min_top1`` (the CLI's --min-agreement).
     """
+    if min_top1 is None:
+        min_top1 = min_agreement
     if precision not in PRESETS:
         raise VnexportError(f"unknown precision {precision!r} ({', '.join(PRESETS)})")
     base = PRESETS[precision]
