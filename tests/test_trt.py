@@ -447,7 +447,7 @@ def test_demo_stage_skips_plainly(tmp_path):
     assert "pip install 'vnexport[trt]'" in r.detail or "--gpus all" in r.detail
     from vnexport import demo
 
-    assert demo.STAGES[-1] is demo.stage_trt
+    assert demo.STAGES[-1] is vt.demo_stage
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
 
 

@@ -70,23 +70,14 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
                        {"comparison": comp.to_dict()})
 
 
-def stage_onnx(ckpt, x, reference, workdir: Path, echo) -> StageResult:
-    from .onnx_export import stage_onnx as run
+def _later_stages() -> list[Callable]:
+    # Imported here: those modules import StageResult from this one.
+    from .onnx_export import stage_onnx
+    from .precision import stage_precision
+    from .trt import demo_stage as stage_trt  # runs where TensorRT and a CUDA GPU exist
 
-    return run(ckpt, x, reference, workdir, echo)
-
-
-def stage_precision(ckpt, x, reference, workdir: Path, echo) -> StageResult:
-    from .precision import stage_precision as run
-
-    return run(ckpt, x, reference, workdir, echo)
+    return [stage_onnx, stage_precision, stage_trt]
 
 
-def stage_trt(ckpt, x, reference, workdir: Path, echo) -> StageResult:
-    from .trt import demo_stage
-
-    return demo_stage(ckpt, x, reference, workdir, echo)
-
-
-# Every stage in pipeline order; TensorRT runs where TensorRT and a CUDA GPU exist, else skips.
-STAGES: list[Callable] = [stage_fuse, stage_onnx, stage_precision, stage_trt]
+# Every stage in pipeline order.
+STAGES: list[Callable] = [stage_fuse, *_later_stages()]
