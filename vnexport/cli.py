@@ -63,6 +63,12 @@ class Key(str, Enum):
     state_dict = "state_dict"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
 def parse_ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
     if text is None:
         return None
@@ -102,6 +108,33 @@ MinTop1Opt = typer.Option(1.0, "--min-top1", min=0.0, max=1.0, help="Tolerance: 
 ForceOpt = typer.Option(False, "--force", "-f", help="Replace an existing output file.")
 JsonOpt = typer.Option(None, "--json", help="Also write the report as JSON to this file "
                        "('-' for standard output).")
+
+# reduced precision (onnx --precision, quantize)
+
+class CalibMethod(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
+                              "this folder (resize, centre crop, ImageNet mean/std). Without it "
+                              "int8 calibrates on seeded random inputs: fit for speed tests only.")
+CalibNOpt = typer.Option(64, "--calib-n", min=1, help="How many calibration images to use (the "
+                         "first N in sorted order), or random inputs without --calib-images.")
+MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
+                         "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
+Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and output float16 "
+                         "too (default: float32, with casts inside the graph).")
+CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ranges are stored "
+                        "under sha256(fp32 model, calibration inputs, method); a rebuild with the "
+                        "same ones skips calibration.")
+Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
+                           "(default: it stays float; its fan-in of 48 makes it the layer most "
+                           "hurt by int8, for ~1.5% of the multiply-adds).")
+MinAgreementOpt = typer.Option(0.98, "--min-agreement", min=0.0, max=1.0, help="INT8: fraction "
+                               "of inputs whose top-1 class must agree with the reference.")
+
 
 
 def load(ckpt: Path, key: Key, model: Optional[str], strides: Optional[str],
@@ -299,6 +332,28 @@ def print_inventory(inventory: dict[str, int]) -> None:
          + f" ({sum(inventory.values())} nodes)")
 
 
+def reduce_precision(c, proto, precision: str, x, calib_images: Optional[Path], calib_n: int,
+                     method: str, fp16_io: bool, cache: Optional[Path], int8_stem: bool,
+                     img_size: int, seed: int):
+    """fp16 or int8 from the fp32 graph. Calibration: --calib-images; else fp16 measures its
+    ranges on the verification inputs and int8 on seeded random inputs (with a warning)."""
+    from .precision import apply_precision
+    from .verify import image_inputs, random_inputs
+
+    if calib_images is not None:
+        calib = image_inputs(calib_images, img_size, calib_n).numpy()
+    elif precision == "fp16" and x is not None:
+        calib = x.numpy()
+    else:
+        calib = random_inputs(c.cfg, calib_n, img_size, seed + 1).numpy()
+    out, rep = apply_precision(proto, precision, calib_x=calib, method=method, fp16_io=fp16_io,
+                               cache_path=cache, calib_is_random=calib_images is None,
+                               quantize_stem=int8_stem)
+    for line in rep.lines():
+        (note if line.startswith("warning") else echo)(line)
+    return out, rep
+
+
 @app.command("onnx")
 @handle_errors
 def onnx_command(
@@ -324,6 +379,17 @@ def onnx_command(
     simplify: bool = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim on the "
                                   "cleaned graph (verification always runs on the final "
                                   "graph)."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision", help="fp32; fp16 (float16 "
+                                        "weights and compute, nodes whose values do not fit "
+                                        "kept float32, float32 input/output unless --fp16-io); "
+                                        "int8 (explicit Q/DQ: symmetric per-channel weights, "
+                                        "symmetric activations, calibrated)."),
+    calib_images: Optional[Path] = CalibImagesOpt,
+    calib_n: int = CalibNOpt,
+    method: CalibMethod = MethodOpt,
+    fp16_io: bool = Fp16IoOpt,
+    cache: Optional[Path] = CacheOpt,
+    int8_stem: bool = Int8StemOpt,
     key: Key = KeyOpt,
     model: Optional[str] = ModelOpt,
     strides: Optional[str] = StridesOpt,
@@ -335,8 +401,17 @@ def onnx_command(
     images: Optional[Path] = ImagesOpt,
     n: int = NOpt,
     seed: int = SeedOpt,
-    max_rel_err: float = MaxRelOpt,
-    min_top1: float = MinTop1Opt,
+    max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", min=0.0, help="Tolerance: "
+                                                "max abs error over the reference output's max "
+                                                "magnitude (default 1e-4 for fp32; not judged "
+                                                "for fp16/int8)."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", min=0.0, max=1.0,
+                                               help="Tolerance: lowest per-input cosine "
+                                               "similarity (default 0.9999 for fp16)."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", "--min-agreement", min=0.0,
+                                             max=1.0, help="Tolerance: top-1 agreement with the "
+                                             "training form (default 1.0 fp32, 0.99 fp16, "
+                                             "0.98 int8)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op "
                                           "threads for verification (default: its own)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime "
@@ -357,9 +432,10 @@ def onnx_command(
     from .fileio import check_output
     from .fuse import deploy_model
     from .onnx_export import (ada_pool_plans, check_options, expected_conv_count,
-                              export_metadata, onnx_model_from_deploy, op_inventory, save_onnx,
-                              serialize, set_metadata, verification_metadata, verify_onnx)
-    from .verify import Tolerance, make_inputs
+                              export_metadata, onnx_model_from_deploy, op_inventory,
+                              reference_label, save_onnx, serialize, set_metadata,
+                              verification_metadata, verify_onnx)
+    from .verify import make_inputs, run_torch, tolerance_for
 
     output = check_output(output or default_output(ckpt, ".onnx"), force)
     if output.resolve() == ckpt.resolve():
@@ -390,21 +466,36 @@ def onnx_command(
     set_metadata(proto, export_metadata(c, opset=opset, img_size=img_size, batch=batch,
                                         dynamic_batch=dynamic_batch, max_batch=max_batch,
                                         simplify=simplify))
+    if precision is not Precision.fp32:
+        fp32_proto = proto
+        proto, rep = reduce_precision(c, proto, precision.value, x, calib_images, calib_n,
+                                      method.value, fp16_io, cache, int8_stem, img_size, seed)
+        report["precision"] = rep.to_dict()
     if x is not None:
-        tol = Tolerance(max_rel=max_rel_err, min_top1=min_top1)
-        v = verify_onnx(c, serialize(proto), x, tol, max_batch=max_batch, threads=threads)
-        echo(f"reference: the {v.reference}")
-        for provider, comp in v.comparisons.items():
-            print_comparison(f"verify onnx ({provider.replace('ExecutionProvider', '')})", comp)
-        report["verification"] = v.to_dict()
-        if not v.passed:
+        tol = tolerance_for(precision.value, max_rel=max_rel_err, min_cosine=min_cosine,
+                            min_top1=min_top1)
+        if precision is Precision.fp32:
+            v = verify_onnx(c, serialize(proto), x, tol, max_batch=max_batch, threads=threads)
+            reference, comps = v.reference, v.comparisons
+            report["verification"] = v.to_dict()
+        else:
+            from .precision import verify_precision
+
+            reference = reference_label(c)
+            comps = verify_precision(fp32_proto, proto, rep, x.numpy(),
+                                     run_torch(c.build_model(), x), tol)
+            report["verification"] = {k: comp.to_dict() for k, comp in comps.items()}
+        echo(f"reference: the {reference}")
+        print_precision_comparisons(
+            {k.replace("ExecutionProvider", ""): comp for k, comp in comps.items()})
+        if not all(comp.passed for comp in comps.values()):
             report["written"] = False
             write_json(json_out, report)
             echo(f"not written: {output}")
             raise typer.Exit(EXIT_CHECK_FAILED)
         inputs = {"n": len(x), "img_size": img_size,
                   "source": str(images) if images else f"seed {seed}"}
-        set_metadata(proto, verification_metadata(v, inputs))
+        set_metadata(proto, verification_metadata(comps, reference, inputs))
     else:
         echo("verification skipped (--no-verify)")
     save_onnx(proto, output)
@@ -419,34 +510,13 @@ def onnx_command(
 # quantize (fp16 / int8 ONNX from an fp32 ONNX file; `vnexport onnx --precision` uses the same)
 
 
-class Precision(str, Enum):
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-class CalibMethod(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
-                              "this folder (resize, centre crop, ImageNet mean/std). Without it "
-                              "int8 calibrates on seeded random inputs: fit for speed tests only.")
-CalibNOpt = typer.Option(64, "--calib-n", min=1, help="How many calibration images to use (the "
-                         "first N in sorted order), or random inputs without --calib-images.")
-MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
-                         "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
-Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and output float16 "
-                         "too (default: float32, with casts inside the graph).")
-CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ranges are stored "
-                        "under sha256(fp32 model, calibration inputs, method); a rebuild with the "
-                        "same ones skips calibration.")
-Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
-                           "(default: it stays float; its fan-in of 48 makes it the layer most "
-                           "hurt by int8, for ~1.5% of the multiply-adds).")
-MinAgreementOpt = typer.Option(0.98, "--min-agreement", min=0.0, max=1.0, help="INT8: fraction "
-                               "of inputs whose top-1 class must agree with the reference.")
+def print_precision_comparisons(comps: dict) -> None:
+    if "fp16 emulated" in comps:
+        echo("ONNX Runtime's CPU provider runs float16 Conv in float32 (weights rounded only); "
+             "also checking float16 activations, emulated (every converted node's output "
+             "rounded to float16)")
+    for label, comp in comps.items():
+        print_comparison(f"verify {label}", comp)
 
 
 @app.command()
@@ -494,9 +564,12 @@ def quantize(
     import onnx
 
     from .fileio import atomic_output, check_output
-    from .precision import (apply_precision, fp16_emulation, input_geometry, load_fp32_onnx,
-                            run, session, set_metadata)
-    from .verify import compare, image_inputs, random_inputs, run_torch, tolerance_for
+    from .precision import (apply_precision, input_geometry, load_fp32_onnx, run, session,
+                            set_metadata, verify_precision)
+    from .verify import image_inputs, random_inputs, run_torch, tolerance_for
+
+    if precision is Precision.fp32:
+        raise VnexportError("--precision: quantize writes fp16 or int8 (the input is fp32)")
 
     output = check_output(output, force)
     if output.resolve() == onnx_file.resolve():
@@ -541,26 +614,18 @@ def quantize(
     else:
         ref = run(session(fp32), x.numpy())
         against = f"the fp32 ONNX file {onnx_file.name} on ONNX Runtime (no --reference)"
-    tol = tolerance_for(precision.value, min_top1=min_agreement)
-    comp = compare(ref, run(session(out_model), x.numpy()), tol)
     echo(f"verifying {precision.value} on ONNX Runtime against {against}, on {source}")
-    print_comparison(f"verify {precision.value}", comp)
+    tol = tolerance_for(precision.value, min_top1=min_agreement)
+    comps = verify_precision(fp32, out_model, rep, x.numpy(), ref, tol)
+    print_precision_comparisons(comps)
+    comp = comps[precision.value]
     report = {"input": str(onnx_file), "output": str(output), "precision": precision.value,
               "reference": str(reference) if reference else str(onnx_file),
               "verification_inputs": source, "verification": comp.to_dict(),
               "conversion": rep.to_dict()}
-    passed = comp.passed
-    if precision is Precision.fp16:
-        # ORT's CPU provider computes a float16 graph in float32: check float16 rounding too
-        emu = fp16_emulation(fp32, [k.node for k in rep.fp16.kept_fp32])
-        comp_emu = compare(ref, run(session(emu), x.numpy()), tol)
-        echo("ONNX Runtime's CPU provider runs float16 Conv in float32 (weights rounded only); "
-             "also checking float16 activations, emulated (every converted node's output "
-             "rounded to float16):")
-        print_comparison("verify fp16 emulated", comp_emu)
-        report["verification_fp16_emulated"] = comp_emu.to_dict()
-        passed = passed and comp_emu.passed
-    if not passed:
+    if "fp16 emulated" in comps:
+        report["verification_fp16_emulated"] = comps["fp16 emulated"].to_dict()
+    if not all(c.passed for c in comps.values()):
         report["written"] = False
         write_json(json_out, report)
         echo(f"not written: {output}")
@@ -680,7 +745,7 @@ def trt(
 
     from .fileio import check_output
     from .trt import (BuildOptions, build_engine, detect_precision, export_for_engine,
-                      onnx_stage_for, onnxruntime_outputs, provenance_path, read_onnx_input,
+                      onnxruntime_outputs, provenance_path, read_onnx_input,
                       require_runtime, resolve_profile)
     from .verify import compare, make_inputs, run_torch, tolerance_for
 
@@ -710,7 +775,6 @@ def trt(
         default_out = source.with_suffix(".engine")
     else:
         prec = (precision or Precision.fp32).value
-        onnx_stage_for(prec)
         ckpt = load(source, key, model, strides, ada_pool, act_learn, trust)
         check_img_size(ckpt.cfg, img_size or 224)
         if not allow_inexact:

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 
 from .errors import VnexportError
+from .verify import Comparison, compare
 
 PRECISIONS = ("fp32", "fp16", "int8")
 METHODS = ("minmax", "entropy", "percentile")
@@ -674,7 +675,7 @@ def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], Non
     """Demo stage: fp32, fp16 and int8 ONNX side by side (size, latency, agreement)."""
     from .demo import StageResult
     from .fuse import deploy_model
-    from .verify import random_inputs, tolerance_for, compare
+    from .verify import random_inputs, tolerance_for
 
     t0 = time.perf_counter()
     img_size = int(x.shape[-1])
@@ -753,3 +754,16 @@ def input_geometry(model: onnx.ModelProto) -> tuple[int | None, int | None]:
     return c, (h if h == w else None)
 
 
+
+
+def verify_precision(fp32_model: onnx.ModelProto, model: onnx.ModelProto,
+                     report: PrecisionReport, x: np.ndarray, reference: np.ndarray,
+                     tol) -> dict[str, Comparison]:
+    """Compare ``model`` (fp16 or int8) on ONNX Runtime with ``reference`` (the fp32 training
+    form's outputs on ``x``). For fp16 also an emulation that rounds every converted node's
+    output to float16, because ORT's CPU provider computes float16 Conv in float32."""
+    comps = {report.precision: compare(reference, run(session(model), x), tol)}
+    if report.fp16 is not None:
+        emu = fp16_emulation(fp32_model, [k.node for k in report.fp16.kept_fp32])
+        comps["fp16 emulated"] = compare(reference, run(session(emu), x), tol)
+    return comps

@@ -727,28 +727,11 @@ def latency_stats(times_ms: list[float], batch: int) -> dict:
 # from a checkpoint: the ONNX stage on the way (imported lazily; written by another stage)
 
 
-def onnx_stage_for(precision: str):
-    """vnexport.onnx_export.export_onnx, if present and able to write ``precision``; else raise."""
-    try:
-        from .onnx_export import export_onnx
-    except ImportError:
-        raise VnexportError("building from a checkpoint needs the ONNX stage "
-                            "(vnexport.onnx_export), which this installation lacks; pass an "
-                            "ONNX file instead") from None
-    if precision != "fp32":
-        import inspect
-
-        if "precision" not in inspect.signature(export_onnx).parameters:
-            raise VnexportError(f"--precision {precision} needs the ONNX precision stage "
-                                "(vnexport onnx --precision), which this installation lacks; "
-                                f"pass an {precision} ONNX file instead")
-    return export_onnx
-
-
 def export_for_engine(ckpt, onnx_path: Path, precision: str, options: BuildOptions,
                       img_size: int, opset: int = 17, allow_inexact: bool = False) -> Path:
     """Write the ONNX file an engine of ``options``' batch range is built from."""
-    export_onnx = onnx_stage_for(precision)
+    from .onnx_export import export_onnx
+
     dynamic = any(v is not None and v != 1 for v in
                   (options.min_batch, options.opt_batch, options.max_batch))
     kw: dict[str, Any] = dict(opset=opset, img_size=img_size, batch=options.min_batch or 1,
@@ -756,9 +739,7 @@ def export_for_engine(ckpt, onnx_path: Path, precision: str, options: BuildOptio
     if dynamic:
         kw["batch"] = 1
         kw["max_batch"] = options.max_batch or options.opt_batch or options.min_batch
-    if precision != "fp32":
-        kw["precision"] = precision
-    export_onnx(ckpt, onnx_path, **kw)
+    export_onnx(ckpt, onnx_path, precision=precision, **kw)
     return onnx_path
 
 
@@ -774,11 +755,6 @@ def demo_stage(ckpt, x, reference, workdir: Path, echo):
     t = time.perf_counter()
     out = workdir / "model_fp32.engine"
     why = runtime_missing_reason()
-    if why is None:
-        try:
-            onnx_stage_for("fp32")
-        except VnexportError as e:
-            why = str(e)
     if why is not None:
         # the demo's table prints "skipped: <detail>"
         return StageResult("trt", "-", 0.0, None, why)

@@ -1,0 +1,79 @@
+"""`vnexport onnx --precision`: the whole path a user runs, on the digits model trained in the
+tests (real images), judged against held-out labels and the training form."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vnexport.cli import app
+from vnexport.onnx_export import get_metadata, ort_session, run_onnx
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def calib_dir(digits_run, tmp_path_factory):
+    """Training-split digits as PNG files, for --calib-images (preprocessing: the CLI's own)."""
+    from digits import load_digits_tensors
+
+    x_tr, _, _, _ = load_digits_tensors()
+    folder = tmp_path_factory.mktemp("calib")
+    for i, img in enumerate(x_tr[:96]):
+        arr = ((img[0].numpy() * 0.5 + 0.5).clip(0, 1) * 255).astype(np.uint8)
+        Image.fromarray(arr).convert("RGB").save(folder / f"{i:03d}.png")
+    return folder
+
+
+def accuracy(path, x, y) -> float:
+    out = run_onnx(ort_session(str(path)), x.numpy())
+    return float((out.argmax(1) == y).mean())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_digits_in_every_precision(digits_run, calib_dir, tmp_path, precision):
+    from digits import STRIDES
+
+    out = tmp_path / f"digits_{precision}.onnx"
+    args = ["onnx", str(digits_run.final), "-o", str(out), "--strides", STRIDES,
+            "--img-size", "32", "--dynamic-batch", "--precision", precision,
+            "--json", str(tmp_path / "r.json")]
+    if precision == "int8":
+        args += ["--calib-images", str(calib_dir), "--calib-n", "96"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "PASS" in r.output and "FAIL" not in r.output
+    acc = accuracy(out, digits_run.x_test, digits_run.y_test)
+    if precision == "int8":
+        assert abs(acc - digits_run.accuracy) <= 0.01, (acc, digits_run.accuracy)
+        m = onnx.load(str(out))
+        assert sum(n.op_type == "QuantizeLinear" for n in m.graph.node) > 0
+        assert "RANDOM" not in r.stderr
+    else:
+        assert acc == digits_run.accuracy
+    meta = json.loads(get_metadata(out)["verification"])
+    assert meta["passed"] and meta["inputs"]["n"] == 8
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["written"]
+
+
+def test_int8_without_images_warns_and_fp32_flags_are_judged(digits_run, tmp_path):
+    from digits import STRIDES
+
+    out = tmp_path / "i8.onnx"
+    r = runner.invoke(app, ["onnx", str(digits_run.final), "-o", str(out), "--strides", STRIDES,
+                            "--img-size", "32", "--precision", "int8", "--batch", "8"])
+    assert r.exit_code == 0, r.output
+    assert "RANDOM" in r.stderr
+    # an int8 file cannot meet the fp32 limit: asking for it fails and writes nothing
+    out2 = tmp_path / "i8_strict.onnx"
+    r = runner.invoke(app, ["onnx", str(digits_run.final), "-o", str(out2), "--strides",
+                            STRIDES, "--img-size", "32", "--precision", "int8", "--batch", "8",
+                            "--max-rel-err", "1e-4"])
+    assert r.exit_code == 1, r.output
+    assert "FAIL" in r.output and not out2.exists()
