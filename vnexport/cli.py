@@ -487,7 +487,8 @@ def onnx_command(
             report["verification"] = {k: comp.to_dict() for k, comp in comps.items()}
         echo(f"reference: the {reference}")
         print_precision_comparisons(
-            {k.replace("ExecutionProvider", ""): comp for k, comp in comps.items()})
+            {f"onnx ({k.replace('ExecutionProvider', '')})" if k.endswith("Provider") else k:
+             comp for k, comp in comps.items()})
         if not all(comp.passed for comp in comps.values()):
             report["written"] = False
             write_json(json_out, report)
