@@ -109,6 +109,19 @@ ForceOpt = typer.Option(False, "--force", "-f", help="Replace an existing output
 JsonOpt = typer.Option(None, "--json", help="Also write the report as JSON to this file "
                        "('-' for standard output).")
 
+# tolerances that default by the artifact's precision (onnx, trt, verify)
+TolMaxRelOpt = typer.Option(
+    None, "--max-rel-err", min=0.0, help="Limit on max abs error over the reference "
+    "output's max magnitude. Default by precision: fp32 1e-4, fp16 and int8 not judged (still "
+    "reported).")
+TolMinCosineOpt = typer.Option(
+    None, "--min-cosine", min=-1.0, max=1.0, help="Limit on the lowest per-input cosine "
+    "similarity. Default: fp16 0.9999; fp32 and int8 not judged (still reported).")
+TolMinTop1Opt = typer.Option(
+    None, "--min-top1", "--min-agreement", min=0.0, max=1.0, help="Limit on the fraction of "
+    "inputs whose top-1 class agrees with the reference. Default: fp32 1.0, fp16 0.99, "
+    "int8 0.98.")
+
 # reduced precision (onnx --precision, quantize)
 
 class CalibMethod(str, Enum):
@@ -401,17 +414,9 @@ def onnx_command(
     images: Optional[Path] = ImagesOpt,
     n: int = NOpt,
     seed: int = SeedOpt,
-    max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", min=0.0, help="Tolerance: "
-                                                "max abs error over the reference output's max "
-                                                "magnitude (default 1e-4 for fp32; not judged "
-                                                "for fp16/int8)."),
-    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", min=0.0, max=1.0,
-                                               help="Tolerance: lowest per-input cosine "
-                                               "similarity (default 0.9999 for fp16)."),
-    min_top1: Optional[float] = typer.Option(None, "--min-top1", "--min-agreement", min=0.0,
-                                             max=1.0, help="Tolerance: top-1 agreement with the "
-                                             "training form (default 1.0 fp32, 0.99 fp16, "
-                                             "0.98 int8)."),
+    max_rel_err: Optional[float] = TolMaxRelOpt,
+    min_cosine: Optional[float] = TolMinCosineOpt,
+    min_top1: Optional[float] = TolMinTop1Opt,
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op "
                                           "threads for verification (default: its own)."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime "
@@ -713,17 +718,9 @@ def trt(
                                            "checkpoint (default 224), or for an ONNX file with "
                                            "dynamic height/width (must match a static one)."),
     seed: int = SeedOpt,
-    max_rel_err: Optional[float] = typer.Option(None, "--max-rel-err", min=0.0, help="Tolerance: "
-                                                "max abs error over the reference's max "
-                                                "magnitude (default 1e-4 for fp32; not judged "
-                                                "for fp16/int8)."),
-    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", min=0.0, max=1.0,
-                                               help="Tolerance: cosine similarity per input "
-                                               "(default 0.9999 for fp16)."),
-    min_agreement: Optional[float] = typer.Option(None, "--min-agreement", min=0.0, max=1.0,
-                                                  help="Tolerance: top-1 agreement with the "
-                                                  "reference (default 1.0 fp32, 0.99 fp16, "
-                                                  "0.98 int8)."),
+    max_rel_err: Optional[float] = TolMaxRelOpt,
+    min_cosine: Optional[float] = TolMinCosineOpt,
+    min_top1: Optional[float] = TolMinTop1Opt,
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the verification."),
     force: bool = ForceOpt,
     json_out: Optional[str] = JsonOpt,
@@ -817,7 +814,7 @@ def trt(
                 note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
                      "on the same file, not against the training form")
             tol = tolerance_for(prec, max_rel=max_rel_err, min_cosine=min_cosine,
-                                min_top1=min_agreement)
+                                min_top1=min_top1)
             vin = {"n": len(x), "img_size": size,
                    "source": str(images) if images else f"seed {seed}"}
 
@@ -895,17 +892,9 @@ def verify(
     n: int = NOpt,
     img_size: int = ImgSizeOpt,
     seed: int = SeedOpt,
-    max_rel_err: Optional[float] = typer.Option(
-        None, "--max-rel-err", min=0.0, help="Limit on max abs error over the reference "
-        "output's max magnitude. Default by the artifact's precision: fp32 1e-4, fp16 and int8 "
-        "not judged (still reported)."),
-    min_cosine: Optional[float] = typer.Option(
-        None, "--min-cosine", min=-1.0, max=1.0, help="Limit on the lowest per-input cosine "
-        "similarity. Default: fp16 0.9999; fp32 and int8 not judged (still reported)."),
-    min_top1: Optional[float] = typer.Option(
-        None, "--min-top1", "--min-agreement", min=0.0, max=1.0, help="Limit on the fraction "
-        "of inputs whose top-1 class agrees with the reference. Default: fp32 1.0, fp16 0.99, "
-        "int8 0.98."),
+    max_rel_err: Optional[float] = TolMaxRelOpt,
+    min_cosine: Optional[float] = TolMinCosineOpt,
+    min_top1: Optional[float] = TolMinTop1Opt,
     locate_stage: bool = typer.Option(False, "--locate", help="For a failing deploy checkpoint "
                                       "or ONNX file, report the first stage (stem, stages.i, "
                                       "head) whose output departs from the reference."),

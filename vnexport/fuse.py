@@ -11,7 +11,7 @@ from . import __version__
 from .checkpoint import Checkpoint
 from .errors import VnexportError
 from .fileio import atomic_output
-from .model import VanillaNet, build
+from .model import VanillaNet
 from .verify import FP32, Comparison, Tolerance, compare, run_torch
 
 

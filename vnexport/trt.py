@@ -61,7 +61,7 @@ import numpy as np
 
 from . import __version__
 from .errors import MissingRuntimeError, VnexportError
-from .verify import Comparison, Tolerance, tolerance_for
+from .verify import Comparison, tolerance_for
 
 MIN_TRT = (10, 12)
 INSTALL_HINT = ("pip install 'vnexport[trt]' on a machine with an NVIDIA GPU, or use the image "
