@@ -376,7 +376,12 @@ def test_cli_missing_source_and_existing_output(onnx_files, tmp_path):
 
 
 def test_cli_help_lists_every_option():
-    code, out, _ = invoke("trt", "--help")
+    from typer.testing import CliRunner
+
+    from vnexport.cli import app
+
+    r = CliRunner().invoke(app, ["trt", "--help"], env={"COLUMNS": "200"})
+    code, out = r.exit_code, r.stdout
     assert code == 0
     for opt in ("--output", "--precision", "--min-batch", "--opt-batch", "--max-batch",
                 "--workspace", "--timing-cache", "--hardware-compat", "--builder-opt-level",
