@@ -9,7 +9,7 @@ from artifacts import CONFIG, IMG, make_small_run
 
 from vnexport.checkpoint import load_checkpoint
 from vnexport.errors import MissingRuntimeError, VnexportError
-from vnexport.runners import (artifact_kind, onnx_precision, ort_from_onnx, runner_from_path,
+from vnexport.runners import (artifact_kind, ort_from_onnx, runner_from_path,
                               torch_from_checkpoint, trt_from_engine)
 
 
@@ -78,9 +78,11 @@ def test_precision_read_from_the_graph(small, tmp_path):
     from onnxconverter_common import float16
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    model = onnx.load(str(small.onnx))
-    assert onnx_precision(model) == "fp32"
-    assert onnx_precision(float16.convert_float_to_float16(model, keep_io_types=True)) == "fp16"
+    assert ort_from_onnx(small.onnx).precision == "fp32"
+    half = tmp_path / "half.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(small.onnx)), keep_io_types=True),
+              str(half))
+    assert ort_from_onnx(half).precision == "fp16"
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -410,14 +410,6 @@ def test_only_trt_module_mentions_tensorrt_imports():
         assert "import tensorrt" not in text and "from tensorrt" not in text, path
 
 
-def test_latency_stats():
-    times = [float(t) for t in range(1, 11)]  # 1..10 ms
-    r = vt.latency_stats(list(reversed(times)), batch=8)
-    assert (r["median_ms"], r["p90_ms"], r["min_ms"], r["iters"]) == (5.5, 9.0, 1.0, 10)
-    assert r["mean_ms"] == 5.5 and r["images_per_s"] == pytest.approx(8 / 5.5e-3)
-    assert vt.latency_stats([2.0], 1)["p90_ms"] == 2.0
-
-
 # ------------------------------------------------------------------------------------------
 # references used for verification (CPU)
 

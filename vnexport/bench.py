@@ -131,9 +131,4 @@ def engine_latency(engine_path, batch: int, runs: int, warmup: int) -> Latency |
     from . import trt
 
     d = trt.measure_latency(engine_path, batch, iters=runs, warmup=warmup)
-    if "skipped" in d:
-        return d["skipped"]
-    median = d["median_ms"]
-    return Latency(batch=batch, runs=d.get("iters", runs), warmup=warmup, median_ms=median,
-                   p90_ms=d["p90_ms"], p99_ms=d.get("p99_ms"), mean_ms=d["mean_ms"],
-                   min_ms=d["min_ms"], images_per_s=batch / (median / 1e3))
+    return d["skipped"] if "skipped" in d else Latency(**d)

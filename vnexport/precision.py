@@ -95,19 +95,10 @@ class _Stats:
 
 
 def session(model: onnx.ModelProto | bytes | str | Path, threads: int | None = None):
-    """A CPU ONNX Runtime session (all graph optimizations) for a model, its bytes or its file."""
-    import onnxruntime as ort
+    """A CPU ONNX Runtime session for a model, its bytes or its file (``runners.ort_session``)."""
+    from .runners import ort_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    if isinstance(src, Path):
-        src = str(src)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=threads, device="cpu")
 
 
 def model_batch(model: onnx.ModelProto, default: int = 8) -> int:
@@ -116,22 +107,11 @@ def model_batch(model: onnx.ModelProto, default: int = 8) -> int:
 
 
 def run(sess, x, batch: int = 8) -> np.ndarray:
-    """Outputs (float64) of a one-input one-output session on ``x`` [N,3,H,W], in batches.
+    """Outputs (float64) of a one-input session on ``x`` [N,3,H,W], in batches of ``batch``
+    (``runners.run_ort``: float16 inputs for an ``--fp16-io`` file, a fixed batch padded)."""
+    from .runners import run_ort
 
-    The input is cast to the session's input type (float16 for an ``--fp16-io`` file); a
-    model with a fixed batch dimension is fed batches of that size.
-    """
-    x = np.asarray(x)
-    inp = sess.get_inputs()[0]
-    if isinstance(inp.shape[0], int) and inp.shape[0] > 0:
-        batch = inp.shape[0]
-        if len(x) % batch:
-            raise VnexportError(f"the model's batch is fixed at {batch}; {len(x)} inputs "
-                                "are not a multiple of it")
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    outs = [sess.run(None, {inp.name: x[i:i + batch].astype(dtype)})[0]
-            for i in range(0, len(x), batch)]
-    return np.concatenate(outs).astype(np.float64)
+    return run_ort(sess, x, batch=batch)
 
 
 def _exposing_all_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
