@@ -107,9 +107,9 @@ def _cuda_graph_call(model: torch.nn.Module, xt: torch.Tensor) -> tuple[Call, Ca
 
 def ort_call(session, x: np.ndarray) -> tuple[Call, Call]:
     """(call, sync) for an ONNX Runtime session (synchronous: sync is a no-op)."""
-    inp = session.get_inputs()[0]
-    x = x.astype(np.float16) if inp.type == "tensor(float16)" else x
-    feed = {inp.name: x}
+    from .runners import ort_input_dtype
+
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, ort_input_dtype(session))}
     out = [session.get_outputs()[0].name]
     return (lambda: session.run(out, feed)), (lambda: None)
 

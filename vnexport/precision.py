@@ -598,33 +598,16 @@ def set_metadata(model: onnx.ModelProto, items: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# fp32 ONNX from a deploy model (the ONNX stage's exporter when present; a stand-in until then)
+# fp32 ONNX from a deploy model (the ONNX stage's exporter)
 
 
 def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17) -> onnx.ModelProto:
-    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model.
+    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model,
+    with a dynamic batch: ``onnx_export.onnx_model_from_deploy``."""
+    from .onnx_export import onnx_model_from_deploy
 
-    Uses ``vnexport.onnx_export.onnx_model_from_deploy`` (the ONNX stage) when available, else
-    a plain ``torch.onnx.export`` with a dynamic batch dimension.
-    """
-    try:
-        from .onnx_export import onnx_model_from_deploy
-    except ImportError:
-        onnx_model_from_deploy = None
-    if onnx_model_from_deploy is not None:
-        return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
-                                      dynamic_batch=True, simplify=True)
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    x = torch.zeros(1, model.cfg.in_chans, img_size, img_size)
-    with torch.no_grad():
-        torch.onnx.export(model.eval(), (x,), buf, input_names=["input"],
-                          output_names=["logits"], dynamo=False, opset_version=opset,
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    return onnx.load_from_string(buf.getvalue())
+    return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
+                                  dynamic_batch=True, simplify=True)
 
 
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
@@ -634,11 +617,11 @@ def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
     After ``warmup`` runs each, the sessions run in rounds (a, b, c, a, b, c, ...) so that
     load from other processes falls on all of them alike; take the median of each list.
     """
+    from .runners import ort_input_dtype
+
     feeds = {}
     for k, sess in sessions.items():
-        inp = sess.get_inputs()[0]
-        feeds[k] = {inp.name: x1.astype(np.float16 if inp.type == "tensor(float16)"
-                                         else np.float32)}
+        feeds[k] = {sess.get_inputs()[0].name: np.ascontiguousarray(x1, ort_input_dtype(sess))}
         for _ in range(warmup):
             sess.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
