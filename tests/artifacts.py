@@ -23,13 +23,13 @@ IMG = 32
 
 
 def export_onnx_file(ckpt_path: Path, path: Path, img_size: int = IMG,
-                     strides=CONFIG.strides) -> Path:
-    """The checkpoint's deploy form as an ONNX file: input ``input`` [N, C, H, W] with a dynamic
-    batch, output ``logits``."""
+                     strides=CONFIG.strides, batch: int | None = None) -> Path:
+    """The checkpoint's deploy form as an ONNX file: input ``input`` [N, C, H, W], output
+    ``logits``; a dynamic batch, or a fixed one of ``batch``."""
     from vnexport.onnx_export import export_onnx
 
     export_onnx(load_checkpoint(ckpt_path, strides=strides), path, img_size=img_size,
-                dynamic_batch=True)
+                batch=batch or 1, dynamic_batch=batch is None)
     return path
 
 

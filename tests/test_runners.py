@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from artifacts import CONFIG, IMG, make_small_run
+from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
 
 from vnexport.checkpoint import load_checkpoint
 from vnexport.errors import MissingRuntimeError, VnexportError
@@ -62,12 +62,7 @@ def test_training_and_deploy_told_apart_by_content(small, tmp_path):
 
 
 def test_fixed_batch_onnx_runs_in_chunks(small, tmp_path, x, reference):
-    from vnexport.fuse import deploy_model
-
-    path = tmp_path / "b2.onnx"
-    model = deploy_model(load(small.training))
-    torch.onnx.export(model, (torch.zeros(2, 3, IMG, IMG),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=False, opset_version=17)
+    path = export_onnx_file(small.training, tmp_path / "b2.onnx", batch=2)
     r = ort_from_onnx(path)
     out = r(x.numpy())  # 5 inputs through a batch-2 graph: 2 + 2 + 1 (padded)
     np.testing.assert_allclose(out, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
