@@ -156,7 +156,7 @@ def test_read_onnx_input_refuses_garbage(tmp_path):
     bad.write_bytes(b"\x00not an onnx file at all\xff" * 10)
     with pytest.raises(VnexportError, match="not a readable ONNX file"):
         vt.read_onnx_input(bad)
-    with pytest.raises(VnexportError, match="no such ONNX file"):
+    with pytest.raises(VnexportError, match="no such file"):
         vt.read_onnx_input(tmp_path / "missing.onnx")
 
 

@@ -684,13 +684,10 @@ def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], Non
 
 def load_fp32_onnx(path: Path) -> onnx.ModelProto:
     """Load an fp32 classifier ONNX file (one [N,C,H,W] float input, one float output)."""
+    from .runners import load_onnx
+
     path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such file", path)
-    try:
-        model = onnx.load(path)
-    except Exception as e:  # protobuf decode errors have no common public type
-        raise VnexportError(f"not a readable ONNX file ({type(e).__name__})", path) from None
+    model = load_onnx(path)
     g = model.graph
     if len(g.input) != 1 or len(g.output) != 1:
         raise VnexportError(f"expected one input and one output, found {len(g.input)} and "

@@ -82,8 +82,9 @@ def torch_from_checkpoint(ckpt, device: str = "cpu") -> Runner:
 # ONNX Runtime
 
 
-def load_onnx(path: str | os.PathLike):
-    """``onnx.load`` with a one-line error for a missing, empty or unreadable file."""
+def load_onnx(path: str | os.PathLike, external_data: bool = True):
+    """``onnx.load`` with a one-line error for a missing, empty or unreadable file.
+    ``external_data=False`` reads the graph without a ``.onnx.data`` weights file."""
     import onnx
 
     path = Path(path)
@@ -92,10 +93,11 @@ def load_onnx(path: str | os.PathLike):
     if path.stat().st_size == 0:
         raise VnexportError("the file is empty", path)
     try:
-        return onnx.load(str(path))
+        return onnx.load(str(path), load_external_data=external_data)
     except Exception as e:  # onnx raises DecodeError, ValueError, OSError ...
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise VnexportError(f"not a readable ONNX model ({first})", path) from None
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200] or "parse error"
+        raise VnexportError(f"not a readable ONNX file ({type(e).__name__}: {first})",
+                            path) from None
 
 
 def ort_providers(device: str = "auto") -> list[str]:

@@ -150,18 +150,10 @@ class Profile:
 
 
 def _load_onnx(path: Path):
-    import onnx
+    """The graph (external weights are not needed to read its structure): runners.load_onnx."""
+    from .runners import load_onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such ONNX file", path)
-    try:
-        # External weights (a .onnx.data file) are not needed to read the graph's structure.
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, google.protobuf errors, OSError
-        raise VnexportError(f"not a readable ONNX file ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else 'parse error'})",
-                            path) from None
+    return load_onnx(path, external_data=False)
 
 
 def read_onnx_input(path: str | os.PathLike, model=None) -> OnnxInput:
