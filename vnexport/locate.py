@@ -89,29 +89,10 @@ def onnx_stage_tensors(model) -> list[str]:
     return names
 
 
-def with_extra_outputs(model, names: list[str]):
-    """A copy of ``model`` that also outputs the tensors ``names``."""
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(copy)
-        types = {vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info}
-    except Exception:  # shape inference is best effort here; float is the usual type
-        types = {}
-    existing = {o.name for o in copy.graph.output}
-    for name in names:
-        if name not in existing:
-            copy.graph.output.append(onnx.helper.make_tensor_value_info(
-                name, types.get(name, onnx.TensorProto.FLOAT), None))
-    return copy
-
-
 def onnx_stage_outputs(model, x: torch.Tensor, num_stages: int,
                        threads: int | None = None) -> list[tuple[str, np.ndarray]] | str:
     """[(name, float64 array)] for stem, stages.i and head, or the reason it cannot tell."""
-    from .runners import ort_session, run_ort_outputs
+    from .runners import ort_session, run_ort_outputs, with_extra_outputs
 
     names = onnx_stage_tensors(model)
     if len(names) != num_stages + 1:

@@ -116,21 +116,14 @@ def run(sess, x, batch: int = 8) -> np.ndarray:
 
 def _exposing_all_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of ``model`` whose every float node output is also a graph output."""
+    from .runners import with_extra_outputs
+
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in
              list(inferred.graph.value_info) + list(inferred.graph.output)}
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    existing = {o.name for o in m.graph.output}
-    names = []
-    for node in m.graph.node:
-        for out in node.output:
-            if out and types.get(out) == onnx.TensorProto.FLOAT:
-                names.append(out)
-                if out not in existing:
-                    m.graph.output.append(
-                        onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
-    return m, names
+    names = [out for node in model.graph.node for out in node.output
+             if out and types.get(out) == onnx.TensorProto.FLOAT]
+    return with_extra_outputs(model, names), names
 
 
 def _tensor_stats(model: onnx.ModelProto, x: np.ndarray, batch: int = 8) -> dict[str, _Stats]:

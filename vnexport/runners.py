@@ -165,6 +165,25 @@ def ort_fixed_batch(session) -> int | None:
     return dim if isinstance(dim, int) and dim > 0 else None
 
 
+def with_extra_outputs(model, names: list[str]):
+    """A copy of ``model`` that also outputs the tensors ``names``."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy)
+        types = {vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info}
+    except Exception:  # shape inference is best effort here; float is the usual type
+        types = {}
+    existing = {o.name for o in copy.graph.output}
+    for name in names:
+        if name not in existing:
+            copy.graph.output.append(onnx.helper.make_tensor_value_info(
+                name, types.get(name, onnx.TensorProto.FLOAT), None))
+    return copy
+
+
 def run_ort_outputs(session, x: np.ndarray, names: list[str], batch: int | None = None,
                     path: object = None) -> list[np.ndarray]:
     """The outputs ``names`` (float64 each) of ``session`` on NCHW inputs ``x``, in chunks.
