@@ -122,3 +122,24 @@ def test_cuda_requested_without_cuda(small):
         torch_from_checkpoint(load(small.deploy), device="cuda")
     with pytest.raises(MissingRuntimeError, match="CUDAExecutionProvider"):
         ort_from_onnx(small.onnx, device="cuda")
+
+
+def test_run_ort_chunks_and_extra_outputs(small, x, reference):
+    """The one batched runner: any chunk size gives the same logits, and extra graph outputs
+    (as locate and fp16 calibration fetch them) come back for every input."""
+    import onnx
+
+    from vnexport.runners import ort_session, run_ort, run_ort_outputs, with_extra_outputs
+
+    model = onnx.load(str(small.onnx))
+    session = ort_session(model, device="cpu")
+    whole, in_twos = run_ort(session, x.numpy()), run_ort(session, x.numpy(), batch=2)
+    assert whole.dtype == np.float64 and whole.shape == (5, CONFIG.num_classes)
+    np.testing.assert_allclose(in_twos, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
+    np.testing.assert_allclose(whole, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv").output[0]
+    fetch = [first_conv, session.get_outputs()[0].name]
+    conv, logits = run_ort_outputs(ort_session(with_extra_outputs(model, [first_conv]),
+                                               device="cpu"), x.numpy(), fetch, batch=3)
+    assert conv.shape[0] == 5 and conv.ndim == 4
+    np.testing.assert_allclose(logits, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
