@@ -29,9 +29,11 @@ import numpy as np
 import onnx
 import torch
 
+from vnexport.bench import ort_call
 from vnexport.checkpoint import load_checkpoint
 from vnexport.model import VARIANTS
-from vnexport.onnx_export import export_onnx, op_inventory, ort_session, run_onnx
+from vnexport.onnx_export import export_onnx, op_inventory
+from vnexport.runners import ort_session, run_ort
 from vnexport.synthetic import write_training_checkpoint
 
 
@@ -48,25 +50,21 @@ def by_hand(ckpt, path: Path, img_size: int) -> float:
     return time.perf_counter() - t
 
 
-def run_any(session, x: np.ndarray) -> np.ndarray:
-    """The first output for ``x`` fed to the first input (the by-hand file names them x/...)."""
-    return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
 def latencies_ms(paths: dict[str, Path], x: np.ndarray, threads: int, runs: int,
                  warmup: int = 3) -> dict[str, list[float]]:
     """Batch-1 latency of each file, runs interleaved (alternating order) so that both see the
     same machine load."""
-    sessions = {k: ort_session(p, threads=threads) for k, p in paths.items()}
-    for s in sessions.values():
+    calls = {k: ort_call(ort_session(p, threads=threads, device="cpu"), x)[0]
+             for k, p in paths.items()}
+    for call in calls.values():
         for _ in range(warmup):
-            run_any(s, x)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
+            call()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    order = list(calls)
     for i in range(runs):
         for k in (order if i % 2 == 0 else order[::-1]):
             t = time.perf_counter()
-            run_any(sessions[k], x)
+            calls[k]()
             times[k].append((time.perf_counter() - t) * 1e3)
     return times
 
@@ -96,8 +94,8 @@ def bench(variant: str, img_size: int, threads: int, runs: int, work: Path) -> d
     x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size)).astype(np.float32)
     lat = latencies_ms({"vnexport": ours, "by_hand": hand}, x, threads, runs)
     ours_ms, hand_ms = statistics.median(lat["vnexport"]), statistics.median(lat["by_hand"])
-    a = run_onnx(ort_session(ours, threads=threads), x)
-    b = run_any(ort_session(hand, threads=threads), x)
+    a = run_ort(ort_session(ours, threads=threads, device="cpu"), x)
+    b = run_ort(ort_session(hand, threads=threads, device="cpu"), x)
     hand_model = onnx.load(str(hand), load_external_data=False)
     result = {
         "variant": variant,

@@ -22,8 +22,7 @@ cell takes at most ``--runs`` timed runs but stops after about ``--budget-s`` se
 (never fewer than 3), so the slow cells (the training form of vanillanet_13 at batch 8 takes
 seconds per run on a small CPU) finish; the table says how many runs each median is of.
 
-Until the ONNX stage (``vnexport.onnx_export``) is merged, "our ONNX" is a clearly labelled
-stand-in: ``torch.onnx.export`` (TorchScript exporter, opset 17, dynamic batch).
+"Our ONNX" is ``vnexport onnx --dynamic-batch`` (the CLI, in a child process).
 """
 
 from __future__ import annotations
@@ -42,7 +41,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STANDIN = "stand-in: torch.onnx.export (TorchScript exporter, opset 17, dynamic batch)"
 PATHS = ("training", "deploy", "onnx", "by_hand")
 PATH_LABELS = {"training": "training form (PyTorch)", "deploy": "deploy form (PyTorch)",
                "onnx": "ONNX, ours (ORT)", "by_hand": "ONNX, by hand (ORT)"}
@@ -87,31 +85,12 @@ def machine_slug(info: dict) -> str:
 
 
 def export_ours(training_ckpt: Path, out: Path, img_size: int) -> str:
-    """vnexport's ONNX stage if merged, else the stand-in. Returns which one wrote ``out``."""
+    """vnexport's ONNX stage (``export_onnx``, dynamic batch). Returns what wrote ``out``."""
     from vnexport.checkpoint import load_checkpoint
+    from vnexport.onnx_export import export_onnx
 
-    ckpt = load_checkpoint(training_ckpt)
-    try:
-        from vnexport.onnx_export import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:
-        import onnx
-
-        proto = export_onnx(ckpt, out, img_size=img_size, dynamic_batch=True)
-        if not out.exists():
-            onnx.save(proto, str(out))
-        return "vnexport.onnx_export.export_onnx (dynamic batch)"
-    import torch
-
-    from vnexport.fuse import deploy_model
-
-    model = deploy_model(ckpt)
-    x = torch.zeros(1, ckpt.cfg.in_chans, img_size, img_size)
-    torch.onnx.export(model, (x,), str(out), input_names=["input"], output_names=["logits"],
-                      dynamo=False, opset_version=17,
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    return STANDIN
+    export_onnx(load_checkpoint(training_ckpt), out, img_size=img_size, dynamic_batch=True)
+    return "vnexport.onnx_export.export_onnx (dynamic batch)"
 
 
 def export_by_hand(training_ckpt: Path, out: Path, batch: int, img_size: int) -> float:
@@ -308,8 +287,10 @@ def bench_model(name: str, args, work: Path, log) -> dict:
     if vnexport_has("onnx"):
         log(f"{name}: vnexport onnx (child process)")
         res["onnx_export"] = run_child([sys.executable, "-m", "vnexport", "onnx", str(training),
-                                        "-o", str(onnx_path), "--force"])
-        res["onnx_exporter"] = "vnexport onnx (CLI)"
+                                        "-o", str(onnx_path), "--force", "--dynamic-batch",
+                                        "--max-batch", str(max(args.batches)),
+                                        "--img-size", str(args.img_size)])
+        res["onnx_exporter"] = "vnexport onnx --dynamic-batch (CLI)"
     if not onnx_path.exists():
         log(f"{name}: ONNX export (child process)")
         res["onnx_export"] = run_child([sys.executable, __file__, "--export-child", str(training),
@@ -459,9 +440,6 @@ def markdown(results: list[dict], info: dict, args, elapsed: float) -> str:
               "batch measured.", ""]
     exporters = sorted({r["onnx_exporter"] for r in results})
     lines.append(f"Our ONNX file: {'; '.join(exporters)}.")
-    if any(e.startswith("stand-in") for e in exporters):
-        lines.append("(The ONNX stage, vnexport.onnx_export, was not yet in this tree; rerun "
-                     "after it is merged to measure its file.)")
     return "\n".join(lines) + "\n"
 
 

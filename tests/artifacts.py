@@ -1,8 +1,6 @@
 """Artifacts for the verify/bench tests: a small seeded network, its deploy file, its ONNX file,
-and subtle defects planted in copies of them.
-
-``export_onnx_file`` is a stand-in for the ONNX stage (torch.onnx.export, TorchScript exporter,
-dynamic batch) until ``vnexport.onnx_export`` is merged; then it uses that.
+and subtle defects planted in copies of them. The ONNX file comes from vnexport's own exporter
+(``onnx_export.export_onnx``, dynamic batch).
 """
 
 from __future__ import annotations
@@ -25,26 +23,13 @@ IMG = 32
 
 
 def export_onnx_file(ckpt_path: Path, path: Path, img_size: int = IMG,
-                     strides=CONFIG.strides) -> Path:
-    """The checkpoint's deploy form as an ONNX file: input ``input`` [N, C, H, W] with a dynamic
-    batch, output ``logits``."""
-    ckpt = load_checkpoint(ckpt_path, strides=strides)
-    try:
-        from vnexport.onnx_export import export_onnx
-    except ImportError:
-        export_onnx = None
-    if export_onnx is not None:  # the real ONNX stage, once merged
-        import onnx
+                     strides=CONFIG.strides, batch: int | None = None) -> Path:
+    """The checkpoint's deploy form as an ONNX file: input ``input`` [N, C, H, W], output
+    ``logits``; a dynamic batch, or a fixed one of ``batch``."""
+    from vnexport.onnx_export import export_onnx
 
-        proto = export_onnx(ckpt, path, img_size=img_size, dynamic_batch=True)
-        if not Path(path).exists():
-            onnx.save(proto, str(path))
-        return path
-    model = deploy_model(ckpt)
-    x = torch.zeros(1, model.cfg.in_chans, img_size, img_size)
-    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"],
-                      dynamo=False, opset_version=17,
-                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    export_onnx(load_checkpoint(ckpt_path, strides=strides), path, img_size=img_size,
+                batch=batch or 1, dynamic_batch=batch is None)
     return path
 
 

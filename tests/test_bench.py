@@ -115,15 +115,9 @@ def test_cli_bench_bad_options(small, args, message):
 
 
 def test_cli_bench_fixed_batch_onnx(small, tmp_path):
-    from artifacts import CONFIG
+    from artifacts import export_onnx_file
 
-    from vnexport.checkpoint import load_checkpoint
-    from vnexport.fuse import deploy_model
-
-    path = tmp_path / "b1.onnx"
-    model = deploy_model(load_checkpoint(small.training, strides=CONFIG.strides))
-    torch.onnx.export(model, (torch.zeros(1, 3, IMG, IMG),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=False, opset_version=17)
+    path = export_onnx_file(small.training, tmp_path / "b1.onnx", batch=1)
     r = runner.invoke(app, ["bench", str(path), "--batch", "1,8", "--runs", "1"])
     assert r.exit_code == 2
     assert "fixed batch size of 1" in last_error(r)

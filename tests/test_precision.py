@@ -32,13 +32,10 @@ IMG = 64
 
 
 def export_fp32(deploy, path: Path, img_size: int) -> Path:
-    """Stand-in for the ONNX stage (vnexport.onnx_export.export_onnx once merged)."""
-    x = torch.zeros(1, 3, img_size, img_size)
-    with torch.no_grad():
-        torch.onnx.export(deploy.eval(), (x,), str(path), input_names=["input"],
-                          output_names=["logits"], dynamo=False, opset_version=17,
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    return path
+    """The ONNX stage's fp32 graph of a deploy model (dynamic batch), written to ``path``."""
+    from vnexport.onnx_export import onnx_model_from_deploy, save_onnx
+
+    return save_onnx(onnx_model_from_deploy(deploy, img_size=img_size, dynamic_batch=True), path)
 
 
 class Tiny:

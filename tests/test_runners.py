@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from artifacts import CONFIG, IMG, make_small_run
+from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
 
 from vnexport.checkpoint import load_checkpoint
 from vnexport.errors import MissingRuntimeError, VnexportError
-from vnexport.runners import (artifact_kind, onnx_precision, ort_from_onnx, runner_from_path,
+from vnexport.runners import (artifact_kind, ort_from_onnx, runner_from_path,
                               torch_from_checkpoint, trt_from_engine)
 
 
@@ -62,12 +62,7 @@ def test_training_and_deploy_told_apart_by_content(small, tmp_path):
 
 
 def test_fixed_batch_onnx_runs_in_chunks(small, tmp_path, x, reference):
-    from vnexport.fuse import deploy_model
-
-    path = tmp_path / "b2.onnx"
-    model = deploy_model(load(small.training))
-    torch.onnx.export(model, (torch.zeros(2, 3, IMG, IMG),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamo=False, opset_version=17)
+    path = export_onnx_file(small.training, tmp_path / "b2.onnx", batch=2)
     r = ort_from_onnx(path)
     out = r(x.numpy())  # 5 inputs through a batch-2 graph: 2 + 2 + 1 (padded)
     np.testing.assert_allclose(out, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
@@ -78,9 +73,11 @@ def test_precision_read_from_the_graph(small, tmp_path):
     from onnxconverter_common import float16
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    model = onnx.load(str(small.onnx))
-    assert onnx_precision(model) == "fp32"
-    assert onnx_precision(float16.convert_float_to_float16(model, keep_io_types=True)) == "fp16"
+    assert ort_from_onnx(small.onnx).precision == "fp32"
+    half = tmp_path / "half.onnx"
+    onnx.save(float16.convert_float_to_float16(onnx.load(str(small.onnx)), keep_io_types=True),
+              str(half))
+    assert ort_from_onnx(half).precision == "fp16"
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -125,3 +122,24 @@ def test_cuda_requested_without_cuda(small):
         torch_from_checkpoint(load(small.deploy), device="cuda")
     with pytest.raises(MissingRuntimeError, match="CUDAExecutionProvider"):
         ort_from_onnx(small.onnx, device="cuda")
+
+
+def test_run_ort_chunks_and_extra_outputs(small, x, reference):
+    """The one batched runner: any chunk size gives the same logits, and extra graph outputs
+    (as locate and fp16 calibration fetch them) come back for every input."""
+    import onnx
+
+    from vnexport.runners import ort_session, run_ort, run_ort_outputs, with_extra_outputs
+
+    model = onnx.load(str(small.onnx))
+    session = ort_session(model, device="cpu")
+    whole, in_twos = run_ort(session, x.numpy()), run_ort(session, x.numpy(), batch=2)
+    assert whole.dtype == np.float64 and whole.shape == (5, CONFIG.num_classes)
+    np.testing.assert_allclose(in_twos, whole, rtol=0, atol=1e-6 * np.abs(whole).max())
+    np.testing.assert_allclose(whole, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv").output[0]
+    fetch = [first_conv, session.get_outputs()[0].name]
+    conv, logits = run_ort_outputs(ort_session(with_extra_outputs(model, [first_conv]),
+                                               device="cpu"), x.numpy(), fetch, batch=3)
+    assert conv.shape[0] == 5 and conv.ndim == 4
+    np.testing.assert_allclose(logits, whole, rtol=0, atol=1e-6 * np.abs(whole).max())

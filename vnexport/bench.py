@@ -107,9 +107,9 @@ def _cuda_graph_call(model: torch.nn.Module, xt: torch.Tensor) -> tuple[Call, Ca
 
 def ort_call(session, x: np.ndarray) -> tuple[Call, Call]:
     """(call, sync) for an ONNX Runtime session (synchronous: sync is a no-op)."""
-    inp = session.get_inputs()[0]
-    x = x.astype(np.float16) if inp.type == "tensor(float16)" else x
-    feed = {inp.name: x}
+    from .runners import ort_input_dtype
+
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, ort_input_dtype(session))}
     out = [session.get_outputs()[0].name]
     return (lambda: session.run(out, feed)), (lambda: None)
 
@@ -131,9 +131,4 @@ def engine_latency(engine_path, batch: int, runs: int, warmup: int) -> Latency |
     from . import trt
 
     d = trt.measure_latency(engine_path, batch, iters=runs, warmup=warmup)
-    if "skipped" in d:
-        return d["skipped"]
-    median = d["median_ms"]
-    return Latency(batch=batch, runs=d.get("iters", runs), warmup=warmup, median_ms=median,
-                   p90_ms=d["p90_ms"], p99_ms=d.get("p99_ms"), mean_ms=d["mean_ms"],
-                   min_ms=d["min_ms"], images_per_s=batch / (median / 1e3))
+    return d["skipped"] if "skipped" in d else Latency(**d)

@@ -89,50 +89,20 @@ def onnx_stage_tensors(model) -> list[str]:
     return names
 
 
-def with_extra_outputs(model, names: list[str]):
-    """A copy of ``model`` that also outputs the tensors ``names``."""
-    import onnx
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(copy)
-        types = {vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info}
-    except Exception:  # shape inference is best effort here; float is the usual type
-        types = {}
-    existing = {o.name for o in copy.graph.output}
-    for name in names:
-        if name not in existing:
-            copy.graph.output.append(onnx.helper.make_tensor_value_info(
-                name, types.get(name, onnx.TensorProto.FLOAT), None))
-    return copy
-
-
 def onnx_stage_outputs(model, x: torch.Tensor, num_stages: int,
                        threads: int | None = None) -> list[tuple[str, np.ndarray]] | str:
     """[(name, float64 array)] for stem, stages.i and head, or the reason it cannot tell."""
-    from .runners import ort_session
+    from .runners import ort_session, run_ort_outputs, with_extra_outputs
 
     names = onnx_stage_tensors(model)
     if len(names) != num_stages + 1:
         return (f"cannot map the graph to stages: found {len(names)} depthwise Conv nodes, "
                 f"expected {num_stages + 1} (stem and {num_stages} stages)")
     session = ort_session(with_extra_outputs(model, names), threads=threads, device="cpu")
-    inp = session.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    logits = session.get_outputs()[0].name
-    fetch = names + [logits]
-    step = fixed or 8
-    runs = []
-    for i in range(0, len(x), step):
-        chunk = x[i:i + step].numpy().astype(dtype)
-        if fixed and len(chunk) < fixed:
-            return f"the graph takes a fixed batch of {fixed}; pass --n as a multiple of it"
-        runs.append(session.run(fetch, {inp.name: chunk}))
+    fetch = names + [session.get_outputs()[0].name]
+    outs = run_ort_outputs(session, x.numpy(), fetch, batch=8)
     labels = ["stem"] + [f"stages.{i}" for i in range(num_stages)] + ["head"]
-    return [(label, np.concatenate([np.asarray(r[k], np.float64) for r in runs]))
-            for k, label in enumerate(labels)]
+    return list(zip(labels, outs))
 
 
 def compare_stages(reference: list[tuple[str, np.ndarray]],

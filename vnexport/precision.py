@@ -96,19 +96,10 @@ class _Stats:
 
 
 def session(model: onnx.ModelProto | bytes | str | Path, threads: int | None = None):
-    """A CPU ONNX Runtime session (all graph optimizations) for a model, its bytes or its file."""
-    import onnxruntime as ort
+    """A CPU ONNX Runtime session for a model, its bytes or its file (``runners.ort_session``)."""
+    from .runners import ort_session
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    if isinstance(src, Path):
-        src = str(src)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return ort_session(model, threads=threads, device="cpu")
 
 
 def model_batch(model: onnx.ModelProto, default: int = 8) -> int:
@@ -117,41 +108,23 @@ def model_batch(model: onnx.ModelProto, default: int = 8) -> int:
 
 
 def run(sess, x, batch: int = 8) -> np.ndarray:
-    """Outputs (float64) of a one-input one-output session on ``x`` [N,3,H,W], in batches.
+    """Outputs (float64) of a one-input session on ``x`` [N,3,H,W], in batches of ``batch``
+    (``runners.run_ort``: float16 inputs for an ``--fp16-io`` file, a fixed batch padded)."""
+    from .runners import run_ort
 
-    The input is cast to the session's input type (float16 for an ``--fp16-io`` file); a
-    model with a fixed batch dimension is fed batches of that size.
-    """
-    x = np.asarray(x)
-    inp = sess.get_inputs()[0]
-    if isinstance(inp.shape[0], int) and inp.shape[0] > 0:
-        batch = inp.shape[0]
-        if len(x) % batch:
-            raise VnexportError(f"the model's batch is fixed at {batch}; {len(x)} inputs "
-                                "are not a multiple of it")
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-    outs = [sess.run(None, {inp.name: x[i:i + batch].astype(dtype)})[0]
-            for i in range(0, len(x), batch)]
-    return np.concatenate(outs).astype(np.float64)
+    return run_ort(sess, x, batch=batch)
 
 
 def _exposing_all_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of ``model`` whose every float node output is also a graph output."""
+    from .runners import with_extra_outputs
+
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in
              list(inferred.graph.value_info) + list(inferred.graph.output)}
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    existing = {o.name for o in m.graph.output}
-    names = []
-    for node in m.graph.node:
-        for out in node.output:
-            if out and types.get(out) == onnx.TensorProto.FLOAT:
-                names.append(out)
-                if out not in existing:
-                    m.graph.output.append(
-                        onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
-    return m, names
+    names = [out for node in model.graph.node for out in node.output
+             if out and types.get(out) == onnx.TensorProto.FLOAT]
+    return with_extra_outputs(model, names), names
 
 
 def _tensor_stats(model: onnx.ModelProto, x: np.ndarray, batch: int = 8) -> dict[str, _Stats]:
@@ -619,33 +592,16 @@ def set_metadata(model: onnx.ModelProto, items: dict[str, str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# fp32 ONNX from a deploy model (the ONNX stage's exporter when present; a stand-in until then)
+# fp32 ONNX from a deploy model (the ONNX stage's exporter)
 
 
 def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17) -> onnx.ModelProto:
-    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model.
+    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model,
+    with a dynamic batch: ``onnx_export.onnx_model_from_deploy``."""
+    from .onnx_export import onnx_model_from_deploy
 
-    Uses ``vnexport.onnx_export.onnx_model_from_deploy`` (the ONNX stage) when available, else
-    a plain ``torch.onnx.export`` with a dynamic batch dimension.
-    """
-    try:
-        from .onnx_export import onnx_model_from_deploy
-    except ImportError:
-        onnx_model_from_deploy = None
-    if onnx_model_from_deploy is not None:
-        return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
-                                      dynamic_batch=True, simplify=True)
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    x = torch.zeros(1, model.cfg.in_chans, img_size, img_size)
-    with torch.no_grad():
-        torch.onnx.export(model.eval(), (x,), buf, input_names=["input"],
-                          output_names=["logits"], dynamo=False, opset_version=opset,
-                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
-    return onnx.load_from_string(buf.getvalue())
+    return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
+                                  dynamic_batch=True, simplify=True)
 
 
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
@@ -655,11 +611,11 @@ def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
     After ``warmup`` runs each, the sessions run in rounds (a, b, c, a, b, c, ...) so that
     load from other processes falls on all of them alike; take the median of each list.
     """
+    from .runners import ort_input_dtype
+
     feeds = {}
     for k, sess in sessions.items():
-        inp = sess.get_inputs()[0]
-        feeds[k] = {inp.name: x1.astype(np.float16 if inp.type == "tensor(float16)"
-                                         else np.float32)}
+        feeds[k] = {sess.get_inputs()[0].name: np.ascontiguousarray(x1, ort_input_dtype(sess))}
         for _ in range(warmup):
             sess.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
@@ -722,13 +678,10 @@ def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], Non
 
 def load_fp32_onnx(path: Path) -> onnx.ModelProto:
     """Load an fp32 classifier ONNX file (one [N,C,H,W] float input, one float output)."""
+    from .runners import load_onnx
+
     path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such file", path)
-    try:
-        model = onnx.load(path)
-    except Exception as e:  # protobuf decode errors have no common public type
-        raise VnexportError(f"not a readable ONNX file ({type(e).__name__})", path) from None
+    model = load_onnx(path)
     g = model.graph
     if len(g.input) != 1 or len(g.output) != 1:
         raise VnexportError(f"expected one input and one output, found {len(g.input)} and "

@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -152,18 +150,10 @@ class Profile:
 
 
 def _load_onnx(path: Path):
-    import onnx
+    """The graph (external weights are not needed to read its structure): runners.load_onnx."""
+    from .runners import load_onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such ONNX file", path)
-    try:
-        # External weights (a .onnx.data file) are not needed to read the graph's structure.
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, google.protobuf errors, OSError
-        raise VnexportError(f"not a readable ONNX file ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0] if str(e) else 'parse error'})",
-                            path) from None
+    return load_onnx(path, external_data=False)
 
 
 def read_onnx_input(path: str | os.PathLike, model=None) -> OnnxInput:
@@ -234,10 +224,12 @@ def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
 
-def detect_precision(path: str | os.PathLike | None = None, model=None) -> str:
+def detect_precision(path: str | os.PathLike | None = None, model=None,
+                     strict: bool = True) -> str:
     """'int8' (Q/DQ nodes with int8 zero points), 'fp16' (float16 weights or tensors) or 'fp32'.
 
-    Refuses Q/DQ of another type (uint8, fp8, int4): vnexport verifies only these three.
+    ``strict`` (for TensorRT) refuses Q/DQ of another type (uint8, fp8, int4); without it any
+    Q/DQ graph is judged 'int8' (ONNX Runtime runs them all).
     """
     import onnx
 
@@ -263,7 +255,7 @@ def detect_precision(path: str | os.PathLike | None = None, model=None) -> str:
         # int32 Q/DQ is bias quantization (scale = input scale x weight scale), not a
         # precision of its own; TensorRT's parser judges whether it takes it.
         names = {onnx.TensorProto.DataType.Name(t) for t in types} - {"INT32"}
-        if names != {"INT8"}:
+        if strict and names != {"INT8"}:
             raise VnexportError(f"Q/DQ quantization of type {', '.join(sorted(names))}: "
                                 "TensorRT INT8 needs symmetric int8 Q/DQ (zero point 0, int8)",
                                 path)
@@ -636,21 +628,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
 
 def onnxruntime_outputs(onnx_path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
     """Outputs of the source ONNX file under ONNX Runtime (CPU), float64, in fitting chunks."""
-    import onnxruntime as ort
+    from .runners import ort_session, run_ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    dtype = np.float16 if "float16" in inp.type else np.float32
-    b = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    chunk = b or 8
-    outs = []
-    for i in range(0, len(x), chunk):
-        part = np.ascontiguousarray(x[i:i + chunk], dtype=dtype)
-        n = len(part)
-        if b is not None and n < b:
-            part = np.concatenate([part, np.zeros((b - n,) + part.shape[1:], dtype)])
-        outs.append(np.asarray(sess.run(None, {inp.name: part})[0][:n], dtype=np.float64))
-    return np.concatenate(outs)
+    return run_ort(ort_session(onnx_path, device="cpu"), x, batch=8, path=onnx_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -664,6 +644,8 @@ def measure_latency(engine_path: str | os.PathLike, batch: int, iters: int = 200
     Raw TensorRT runtime [TRT-ENGINE, TRT-CONTEXT] with Polygraphy's CUDA wrapper for device
     buffers and the stream [PG-RUNNER]; inputs stay on the device (no copies timed). Times
     with time.perf_counter around enqueue + synchronize, so it includes the launch overhead.
+    Returns ``bench.Latency.to_dict()`` (median, p90, p99, mean, min, images/s), or
+    ``{"batch", "skipped": why}`` for a batch the engine cannot run.
     """
     import tensorrt as trt
     from polygraphy import cuda
@@ -710,17 +692,9 @@ def measure_latency(engine_path: str | os.PathLike, batch: int, iters: int = 200
             b.free()
         stream.free()
         del context
-    return latency_stats(times, batch)
+    from .bench import latency_stats
 
-
-def latency_stats(times_ms: list[float], batch: int) -> dict:
-    """Median, p90 (nearest rank), mean and min of per-call times, and images per second."""
-    times = sorted(times_ms)
-    median = statistics.median(times)
-    return {"batch": batch, "iters": len(times), "median_ms": median,
-            "p90_ms": times[max(0, math.ceil(0.9 * len(times)) - 1)],
-            "mean_ms": statistics.fmean(times), "min_ms": times[0],
-            "images_per_s": batch / (median / 1e3)}
+    return latency_stats(times, batch, warmup).to_dict()
 
 
 # ------------------------------------------------------------------------------------------
