@@ -12,9 +12,24 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vnexport.cli import app
-from vnexport.onnx_export import get_metadata, ort_session, run_onnx
+from vnexport.onnx_export import get_metadata
+from vnexport.runners import ort_session, run_ort
 
 runner = CliRunner()
+
+
+def write_pngs(images, folder):
+    """Digits as RGB PNGs that the CLI's ImageNet preprocessing turns back into the tensors
+    the model was trained on: 36x36 (so resize to 32/0.875 = 36 is a no-op and the centre crop
+    is the 32x32 digit), each channel c encoding t as 255 * (mean_c + std_c * t)."""
+    from vnexport.model import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    for i, img in enumerate(images):
+        t = np.pad(img[0].numpy(), 2, constant_values=-1.0)  # background of the digits
+        rgb = 255 * (mean + std * t[..., None])
+        Image.fromarray(np.rint(rgb).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +38,22 @@ def calib_dir(digits_run, tmp_path_factory):
     from digits import load_digits_tensors
 
     x_tr, _, _, _ = load_digits_tensors()
-    folder = tmp_path_factory.mktemp("calib")
-    for i, img in enumerate(x_tr[:96]):
-        arr = ((img[0].numpy() * 0.5 + 0.5).clip(0, 1) * 255).astype(np.uint8)
-        Image.fromarray(arr).convert("RGB").save(folder / f"{i:03d}.png")
-    return folder
+    return write_pngs(x_tr[:96], tmp_path_factory.mktemp("calib"))
+
+
+@pytest.fixture(scope="module")
+def held_out_dir(digits_run, tmp_path_factory):
+    """Held-out digits as PNG files: int8 is verified on real images, as a user should."""
+    return write_pngs(digits_run.x_test[:64], tmp_path_factory.mktemp("held_out"))
 
 
 def accuracy(path, x, y) -> float:
-    out = run_onnx(ort_session(str(path)), x.numpy())
+    out = run_ort(ort_session(str(path), device="cpu"), x.numpy())
     return float((out.argmax(1) == y).mean())
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_digits_in_every_precision(digits_run, calib_dir, tmp_path, precision):
+def test_digits_in_every_precision(digits_run, calib_dir, held_out_dir, tmp_path, precision):
     from digits import STRIDES
 
     out = tmp_path / f"digits_{precision}.onnx"
@@ -44,7 +61,8 @@ def test_digits_in_every_precision(digits_run, calib_dir, tmp_path, precision):
             "--img-size", "32", "--dynamic-batch", "--precision", precision,
             "--json", str(tmp_path / "r.json")]
     if precision == "int8":
-        args += ["--calib-images", str(calib_dir), "--calib-n", "96"]
+        args += ["--calib-images", str(calib_dir), "--calib-n", "96",
+                 "--images", str(held_out_dir), "--n", "64"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "PASS" in r.output and "FAIL" not in r.output
@@ -57,7 +75,7 @@ def test_digits_in_every_precision(digits_run, calib_dir, tmp_path, precision):
     else:
         assert acc == digits_run.accuracy
     meta = json.loads(get_metadata(out)["verification"])
-    assert meta["passed"] and meta["inputs"]["n"] == 8
+    assert meta["passed"] and meta["inputs"]["n"] == (64 if precision == "int8" else 8)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["written"]
 
@@ -77,3 +95,10 @@ def test_int8_without_images_warns_and_fp32_flags_are_judged(digits_run, tmp_pat
                             "--max-rel-err", "1e-4"])
     assert r.exit_code == 1, r.output
     assert "FAIL" in r.output and not out2.exists()
+
+
+def test_png_digits_preprocess_back_to_the_training_tensors(digits_run, held_out_dir):
+    from vnexport.verify import image_inputs
+
+    x = image_inputs(held_out_dir, 32, 64)
+    assert float((x - digits_run.x_test[:64]).abs().max()) < 0.02

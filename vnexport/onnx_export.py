@@ -37,6 +37,7 @@ from .fileio import atomic_output
 from .fuse import deploy_model, provenance
 from .model import (IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size,
                     variant_name)
+from .runners import ort_fixed_batch, ort_session, run_ort
 from .verify import FP32, Comparison, Tolerance, compare, random_inputs, run_torch
 
 INPUT_NAME = "input"
@@ -343,55 +344,14 @@ def available_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
 
-def ort_session(model_or_path, threads: int | None = None,
-                providers: list[str] | None = None):
-    """An onnxruntime InferenceSession of a ModelProto, serialized bytes or a file path."""
-    import onnxruntime as ort
-
-    if isinstance(model_or_path, onnx.ModelProto):
-        model_or_path = serialize(model_or_path)
-    elif isinstance(model_or_path, os.PathLike):
-        model_or_path = str(model_or_path)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads is not None:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(model_or_path, sess_options=opts,
-                                providers=providers or ["CPUExecutionProvider"])
-
-
-def run_onnx(session, x: np.ndarray) -> np.ndarray:
-    """Logits of ``x`` ([N, C, H, W] float32) from a session of a vnexport model."""
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-
-def session_batching(session) -> tuple[bool, int | None]:
-    """(dynamic batch?, static batch size) of a session's input."""
-    dim = session.get_inputs()[0].shape[0]
-    return (not isinstance(dim, int)), (dim if isinstance(dim, int) else None)
-
-
 def run_session_batched(session, x: np.ndarray, max_batch: int | None = None) -> np.ndarray:
-    """Run any number of inputs through a session. A static batch B gets chunks of B (the last
-    padded with copies of its final input, outputs trimmed). A dynamic batch runs the first input
-    alone (batch 1) and the rest in chunks of up to ``max_batch``, so both sizes are exercised."""
-    dynamic, static = session_batching(session)
-    outs = []
-    if dynamic:
-        step = max_batch or DEFAULT_VERIFY_BATCH
-        outs.append(run_onnx(session, x[:1]))
-        for i in range(1, len(x), step):
-            outs.append(run_onnx(session, x[i:i + step]))
-    else:
-        for i in range(0, len(x), static):
-            chunk = x[i:i + static]
-            k = len(chunk)
-            if k < static:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], static - k, axis=0)])
-            outs.append(run_onnx(session, chunk)[:k])
-    return np.concatenate(outs).astype(np.float64)
+    """Run any number of inputs through a session. A static batch runs in chunks of it (see
+    :func:`runners.run_ort`); a dynamic batch runs the first input alone (batch 1) and the rest
+    in chunks of up to ``max_batch``, so that both sizes are exercised."""
+    if ort_fixed_batch(session) is not None or len(x) < 2:
+        return run_ort(session, x)
+    return np.concatenate([run_ort(session, x[:1]),
+                           run_ort(session, x[1:], batch=max_batch or DEFAULT_VERIFY_BATCH)])
 
 
 @dataclass
