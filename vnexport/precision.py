@@ -266,7 +266,6 @@ def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (
     kept = set(kept)
     rounded_weights: set[str] = set()
     inits = {t.name: t for t in g.initializer}
-    outputs = {o.name for o in g.output}
     nodes = []
     renames: dict[str, str] = {}
     for node in g.node:
@@ -644,15 +643,12 @@ def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], Non
         path = workdir / f"model_{precision}.onnx"
         onnx.save(model, path)
         sessions[precision] = session(path, threads=2)
-        comp = compare(reference, run(sessions[precision], x.numpy()), tolerance_for(precision))
-        ok &= comp.passed
+        comps = verify_precision(fp32, model, rep, x.numpy(), reference, tolerance_for(precision))
+        ok &= all(c.passed for c in comps.values())
         extra[precision] = {"file": str(path), "mib": path.stat().st_size / 2**20,
-                            "comparison": comp.to_dict(), "report": rep.to_dict()}
-        if precision == "fp16":  # float16 activations, emulated (ORT CPU computes in float32)
-            emu = fp16_emulation(fp32, [k.node for k in rep.fp16.kept_fp32])
-            comp_emu = compare(reference, run(session(emu), x.numpy()), tolerance_for("fp16"))
-            ok &= comp_emu.passed
-            extra["fp16"]["comparison_emulated"] = comp_emu.to_dict()
+                            "comparison": comps[precision].to_dict(), "report": rep.to_dict()}
+        if "fp16 emulated" in comps:  # float16 activations (ORT CPU computes in float32)
+            extra[precision]["comparison_emulated"] = comps["fp16 emulated"].to_dict()
     times = latencies_ms(sessions, x[:1].numpy())
     echo("[demo] precision: ONNX Runtime CPU, 2 threads, batch 1, median of 20 interleaved runs; "
          "agreement vs the training form (int8 calibrated on random inputs: a speed demo, not "
