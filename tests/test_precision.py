@@ -8,7 +8,6 @@ under test.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -244,9 +243,7 @@ def test_int8_unknown_method(tiny):
 def test_int8_calibration_cache(tiny, tmp_path, monkeypatch):
     cache = tmp_path / "calib.json"
     r1 = P.Int8Report("minmax", "int8")
-    t = time.perf_counter()
     m1 = P.to_int8(tiny.model, tiny.calib, cache_path=cache, report=r1)
-    first = time.perf_counter() - t
     assert not r1.cache_hit and cache.is_file()
     entries = json.loads(cache.read_text())["entries"]
     key = P.calibration_key(tiny.model, tiny.calib, P.Int8Settings("minmax"))
@@ -261,12 +258,9 @@ def test_int8_calibration_cache(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ortq, "create_calibrator", no_calibration)
     r2 = P.Int8Report("minmax", "int8")
-    t = time.perf_counter()
     m2 = P.to_int8(tiny.model, tiny.calib, cache_path=cache, report=r2)
-    second = time.perf_counter() - t
     assert r2.cache_hit and r2.calibration_seconds == 0
     assert m2.SerializeToString() == m1.SerializeToString()
-    assert second < first
     # other inputs or another method: a different key, so calibration runs again
     with pytest.raises(AssertionError, match="calibration ran"):
         P.to_int8(tiny.model, tiny.calib[:8], cache_path=cache)
