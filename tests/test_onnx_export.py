@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx

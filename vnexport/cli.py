@@ -739,13 +739,9 @@ def trt(
     Order of checks: options and input files first (exit 2, also without TensorRT), then the
     runtime (TensorRT >= 10.12, Polygraphy, a CUDA GPU: exit 3 with one line), then the build.
     """
-    import tempfile
-
     from .fileio import check_output
-    from .trt import (BuildOptions, build_engine, detect_precision, export_for_engine,
-                      onnxruntime_outputs, provenance_path, read_onnx_input,
-                      require_runtime, resolve_profile)
-    from .verify import compare, make_inputs, run_torch, tolerance_for
+    from .trt import (BuildOptions, VerifySpec, build_from_source, detect_precision,
+                      provenance_path, read_onnx_input, require_runtime, resolve_profile)
 
     t0 = time.perf_counter()
     options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
@@ -790,48 +786,12 @@ def trt(
     runtime = require_runtime(options.hardware_compat)
     echo(f"TensorRT {runtime['tensorrt']} on {runtime['gpu']['name']} "
          f"(compute capability {runtime['gpu']['compute_capability']})")
-    with tempfile.TemporaryDirectory() as tmp:
-        if from_onnx:
-            onnx_path = source
-        else:
-            onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{prec}.onnx"
-            echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {prec} ONNX")
-            export_for_engine(ckpt, onnx_path, prec, options, img_size or 224, opset,
-                              allow_inexact)
-        inp = read_onnx_input(onnx_path)
-        size = img_size or inp.shape[2]
-        check = ref_label = vin = None
-        if not no_verify:
-            cfg_like = ckpt.cfg if ckpt is not None else None
-            x = (make_inputs(cfg_like, n, size, seed, images) if cfg_like is not None
-                 else _onnx_inputs(inp, n, size, seed, images))
-            if ckpt is not None:
-                ref = run_torch(ckpt.build_model(), x)
-                ref_label = f"{ckpt.form} form of {ckpt.path.name} (PyTorch fp32)"
-            else:
-                ref = onnxruntime_outputs(onnx_path, x.numpy())
-                ref_label = f"ONNX Runtime (CPU) on {onnx_path.name}"
-                note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
-                     "on the same file, not against the training form")
-            tol = tolerance_for(prec, max_rel=max_rel_err, min_cosine=min_cosine,
-                                min_top1=min_top1)
-            vin = {"n": len(x), "img_size": size,
-                   "source": str(images) if images else f"seed {seed}"}
-
-            def check(run, ref=ref, x=x, tol=tol):
-                out = run(x.numpy())
-                if out.shape != ref.shape:
-                    raise VnexportError(f"the engine's output shape {out.shape[1:]} differs from "
-                                        f"the reference's {ref.shape[1:]}: was this file "
-                                        "exported from that checkpoint?", onnx_path)
-                return compare(ref, out, tol)
-
-        echo(f"building a strongly typed {prec} engine from {onnx_path.name} ...")
-        res = build_engine(onnx_path, output, options, img_size=img_size, check=check,
-                           reference=ref_label, verification_inputs=vin, runtime=runtime,
-                           source_checkpoint=None if ckpt is None else {
-                               "file": ckpt.path.name, "sha256": ckpt.sha256,
-                               "variant": ckpt.variant, "form": ckpt.form})
+    verify_spec = None if no_verify else VerifySpec(n, seed, images, max_rel_err, min_cosine,
+                                                    min_top1)
+    res, ref_label = build_from_source(source, output, prec, options, ckpt=ckpt,
+                                       from_onnx=from_onnx, runtime=runtime, verify=verify_spec,
+                                       img_size=img_size, opset=opset, keep_onnx=keep_onnx,
+                                       allow_inexact=allow_inexact, echo=echo, note=note)
     prov = res.provenance
     echo(f"built in {prov['build_seconds']:.1f} s; profile min {prov['profile']['min']} opt "
          f"{prov['profile']['opt']} max {prov['profile']['max']}")
@@ -849,16 +809,6 @@ def trt(
     write_json(json_out, report)
     echo(f"wrote {output} ({res.engine_bytes / 2**20:.1f} MiB) and {provenance_path(output).name}"
          f" in {report['seconds']:.1f} s")
-
-
-def _onnx_inputs(inp, n: int, size: int, seed: int, images: Optional[Path]):
-    """Verification inputs shaped for an ONNX file's input (no checkpoint at hand)."""
-    from types import SimpleNamespace
-
-    from .verify import make_inputs
-
-    # make_inputs reads only the channel count of the config
-    return make_inputs(SimpleNamespace(in_chans=inp.shape[1]), n, size, seed, images)
 
 
 # ------------------------------------------------------------------------------------------

@@ -718,6 +718,98 @@ def export_for_engine(ckpt, onnx_path: Path, precision: str, options: BuildOptio
 
 
 # ------------------------------------------------------------------------------------------
+# the whole stage, as `vnexport trt` runs it once the runtime is known to be there
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    """What the engine is checked on: ``n`` inputs (seeded, or ``images``) and the tolerance
+    overrides (None: the precision's defaults)."""
+
+    n: int = 8
+    seed: int = 0
+    images: Path | None = None
+    max_rel: float | None = None
+    min_cosine: float | None = None
+    min_top1: float | None = None
+
+
+def _inputs_for_onnx(inp: OnnxInput, spec: VerifySpec, size: int):
+    """Verification inputs shaped for an ONNX file's input (no checkpoint at hand)."""
+    from types import SimpleNamespace
+
+    from .verify import make_inputs
+
+    # make_inputs reads only the channel count of the config
+    return make_inputs(SimpleNamespace(in_chans=inp.shape[1]), spec.n, size, spec.seed,
+                       spec.images)
+
+
+def _checker(ref: np.ndarray, x, tol, onnx_path: Path):
+    """``check`` for build_engine: run the engine on ``x`` and compare with ``ref``."""
+    from .verify import compare
+
+    def check(run):
+        out = run(x.numpy())
+        if out.shape != ref.shape:
+            raise VnexportError(f"the engine's output shape {out.shape[1:]} differs from the "
+                                f"reference's {ref.shape[1:]}: was this file exported from "
+                                "that checkpoint?", onnx_path)
+        return compare(ref, out, tol)
+
+    return check
+
+
+def build_from_source(source: Path, output: Path, precision: str, options: BuildOptions, *,
+                      ckpt=None, from_onnx: bool, runtime: dict,
+                      verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
+                      opset: int = 17, keep_onnx: Path | None = None,
+                      allow_inexact: bool = False, echo: Callable[[str], None] = print,
+                      note: Callable[[str], None] = print) -> tuple[BuildResult, str | None]:
+    """Export (a checkpoint source) or take (an ONNX source) the ONNX file, build the engine,
+    verify it and write it. ``ckpt`` is the source checkpoint, or with an ONNX source the
+    ``--reference`` checkpoint (None: verify against ONNX Runtime on the same file).
+    Returns the build result and what the engine was compared with."""
+    from .verify import make_inputs, run_torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if from_onnx:
+            onnx_path = source
+        else:
+            onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{precision}.onnx"
+            echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
+            export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
+                              allow_inexact)
+        inp = read_onnx_input(onnx_path)
+        size = img_size or inp.shape[2]
+        check = label = vin = None
+        if verify is not None:
+            if ckpt is not None:
+                x = make_inputs(ckpt.cfg, verify.n, size, verify.seed, verify.images)
+                ref = run_torch(ckpt.build_model(), x)
+                label = f"{ckpt.form} form of {ckpt.path.name} (PyTorch fp32)"
+            else:
+                x = _inputs_for_onnx(inp, verify, size)
+                ref = onnxruntime_outputs(onnx_path, x.numpy())
+                label = f"ONNX Runtime (CPU) on {onnx_path.name}"
+                note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
+                     "on the same file, not against the training form")
+            tol = tolerance_for(precision, max_rel=verify.max_rel, min_cosine=verify.min_cosine,
+                                min_top1=verify.min_top1)
+            vin = {"n": len(x), "img_size": size,
+                   "source": str(verify.images) if verify.images else f"seed {verify.seed}"}
+            check = _checker(ref, x, tol, onnx_path)
+
+        echo(f"building a strongly typed {precision} engine from {onnx_path.name} ...")
+        res = build_engine(onnx_path, output, options, img_size=img_size, check=check,
+                           reference=label, verification_inputs=vin, runtime=runtime,
+                           source_checkpoint=None if ckpt is None else {
+                               "file": ckpt.path.name, "sha256": ckpt.sha256,
+                               "variant": ckpt.variant, "form": ckpt.form})
+    return res, label
+
+
+# ------------------------------------------------------------------------------------------
 # `vnexport demo`
 
 
