@@ -7,7 +7,7 @@ to fp32 ONNX, then converted with vnexport.precision. INT8 is calibrated on seed
 (fine for speed, not for accuracy). Every file gets its own session (intra_op_num_threads=2,
 ORT_ENABLE_ALL); after 3 warm-up runs the sessions run in interleaved rounds (fp32, fp16, int8,
 ... then again), so that load from other processes hits all of them alike; the figure is the
-median of 20 rounds. Results go to benchmarks/results/precision_speed.md.
+median of 20 rounds. Results go to benchmarks/results/precision_speed_<machine>.md.
 """
 
 from __future__ import annotations
@@ -15,12 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import machine_info, machine_slug  # noqa: E402 (the benchmarks' shared machine name)
 
 from vnexport.checkpoint import load_checkpoint
 from vnexport.fuse import deploy_model
@@ -59,15 +64,61 @@ def measure(files: dict[str, Path], img_size: int) -> dict[str, list[float]]:
     return latencies_ms(sessions, x, runs=RUNS, warmup=WARMUP)
 
 
+def cpu_features() -> str:
+    """The x86 features that decide ORT's int8 kernels (VNNI, AMX) as /proc/cpuinfo lists them."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.machine()
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
+    have = [f for f in wanted if f in flags]
+    return ", ".join(have) if have else "no AVX2"
+
+
+def notes(rows) -> list[str]:
+    """What the table shows, written from its figures (not from an earlier machine)."""
+    speed = {(v, k): r for v, k, _, _, _, r, _ in rows}
+    out = [
+        "- int8: ORT fuses every DQ -> Conv -> Q into QLinearConv (per-channel symmetric int8 "
+        "weights); the stem conv stays float by design (see vnexport/precision.py).",
+    ]
+    for v in dict.fromkeys(v for v, *_ in rows):
+        s8, u8 = speed.get((v, "int8")), speed.get((v, "int8-u8act"))
+        if s8 is None or u8 is None:
+            continue
+        if u8 > s8 * 1.05:
+            verdict = "faster than"
+        elif u8 < s8 / 1.05:
+            verdict = "slower than"
+        else:
+            verdict = "within 5% of"
+        out.append(f"- {v}: uint8 (asymmetric) activations {u8:.2f}x vs symmetric int8 "
+                   f"{s8:.2f}x: {verdict} what vnexport writes. vnexport keeps symmetric int8 "
+                   "activations, which TensorRT requires.")
+    fp16 = ", ".join(f"{v} {r:.2f}x" for (v, k), r in speed.items() if k == "fp16")
+    out += [
+        f"- fp16 vs fp32 on ORT's CPU provider: {fp16}. The fp16 file is for TensorRT and GPU "
+        "providers; on a CPU its gain is the halved size, not speed (ORT's x86 CPU kernels "
+        "for these Convs are float32: the graph is cast up when the session loads).",
+        "- Interleaved rounds keep the ratios fair under other load on the machine (load "
+        "average above); absolute times vary between runs.",
+    ]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="+", default=["vanillanet_5", "vanillanet_13"])
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--calib-n", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5, help="independent medians of 20 rounds")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" /
-                    "precision_speed.md")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="markdown file (default: results/precision_speed_<machine>.md)")
     args = ap.parse_args()
+    info = machine_info(THREADS)
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / f"precision_speed_{machine_slug(info)}.md"
     rows = []
     load_before = os.getloadavg()
     for variant in args.variants:
@@ -88,8 +139,8 @@ def main() -> None:
     lines = [
         "# Precision speed on ONNX Runtime's CPU provider",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}",
+        f"- machine: {info['cpu']}, {info['cores']} CPUs ({cpu_features()}), "
+        f"{info['memory_gib']} GiB; onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}",
         f"- batch 1, {args.img_size}x{args.img_size}, intra_op_num_threads={THREADS}, "
         f"ORT_ENABLE_ALL, {WARMUP} warm-up runs, median of {RUNS} interleaved rounds "
         "(same process, same run)",
@@ -109,22 +160,7 @@ def main() -> None:
     ]
     lines += [f"| {v} | {k} | {s:.1f} | {m:.1f} | {mn:.1f} | {r:.2f}x | "
               f"{', '.join(f'{x:.2f}' for x in rs)} |" for v, k, s, m, mn, r, rs in rows]
-    lines += [
-        "",
-        "Notes (from profiling these files with ORT's profiler on this machine):",
-        "- int8: ORT fuses every DQ -> Conv -> Q into QLinearConv (per-channel symmetric int8 "
-        "weights); MaxPool runs on int8 between Q/DQ; the Relu after it stays a float op "
-        "between DQ and Q (symmetric activations keep it: ORT drops Relu/Clip only for "
-        "asymmetric ones). The stem conv stays float by design (see vnexport/precision.py).",
-        "- uint8 (asymmetric) activations, often advised for x86, were slower here (an AVX2 CPU "
-        "without VNNI): ORT adds layout Transposes/ReorderInput around the u8 convs. vnexport "
-        "writes symmetric int8 activations, which TensorRT requires, and which were faster too.",
-        "- fp16 brings no speed on ORT's x86 CPU provider: it has no float16 Conv kernel and "
-        "runs the graph in float32 (weights cast up at load). The fp16 file is for TensorRT / "
-        "GPU providers; its value is half the size here.",
-        "- The machine is shared (load average above); interleaved rounds keep the ratios fair "
-        "but absolute times vary between runs.",
-    ]
+    lines += ["", "Notes:"] + notes(rows) + [""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
