@@ -2,6 +2,8 @@
 
     python benchmarks/fuse_all_variants.py [--n 8] [--img-size 224] [--out FILE.md]
 
+Default output: benchmarks/results/fuse_all_variants_<machine>.md.
+
 For each variant: a seeded training-script checkpoint (model + model_ema, non-trivial BN
 statistics) is written, loaded through vnexport's loader, fused, and the deploy form is compared
 with the training form on the same seeded inputs. Prints (and writes) a markdown table.
@@ -10,8 +12,6 @@ with the training form on the same seeded inputs. Prints (and writes) a markdown
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> None:
@@ -26,8 +27,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--variants", default="all")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/fuse_all_variants.md")
+    ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
+    from run import machine_info, machine_slug
+
+    info = machine_info(threads=0)
+    if a.out is None:
+        a.out = ROOT / "benchmarks" / "results" / f"fuse_all_variants_{machine_slug(info)}.md"
 
     from vnexport.checkpoint import load_checkpoint
     from vnexport.fuse import fuse
@@ -36,7 +42,7 @@ def main() -> None:
     from vnexport.verify import make_inputs
 
     names = list(VARIANTS) if a.variants == "all" else a.variants.split(",")
-    rows = [f"machine: {platform.machine()}, {os.cpu_count()} cores; {a.n} seeded random "
+    rows = [f"machine: {info['cpu']}, {info['cores']} cores; {a.n} seeded random "
             f"inputs at {a.img_size}x{a.img_size}; reference: the training form (model_ema)",
             "",
             "| variant | max abs err | max rel err | cosine | top-1 agreement | fuse+verify s |",
