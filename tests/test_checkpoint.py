@@ -62,7 +62,8 @@ def test_training_script_dict_prefers_model_ema(tmp_path, small_models):
     assert c.key == "model" and same_weights(c.state_dict, model)
 
 
-@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "module_prefix", "safetensors"])
+@pytest.mark.parametrize("layout", ["bare", "model", "state_dict", "module_prefix", "safetensors",
+                                    "safetensors_named_pth"])
 def test_layouts_load_the_same_weights(tmp_path, small_models, layout):
     model = small_models[0]
     sd = model.state_dict()
@@ -77,7 +78,8 @@ def test_layouts_load_the_same_weights(tmp_path, small_models, layout):
     else:
         from safetensors.torch import save_file
 
-        path = tmp_path / "w.safetensors"
+        # recognised by its content, whatever the file is called
+        path = tmp_path / ("w.safetensors" if layout == "safetensors" else "w.pth")
         save_file({k: v.contiguous() for k, v in sd.items()}, str(path))
     c = load_checkpoint(path, strides=(2, 2))
     assert same_weights(c.state_dict, model)

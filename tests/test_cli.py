@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -46,6 +47,13 @@ def make_bad(tmp_path: Path, good: Path, kind: str) -> Path:
         p.write_bytes(data[: len(data) // 3])
     elif kind == "not_a_checkpoint":
         p.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    elif kind == "text":
+        p.write_text("hello, this is not a checkpoint\n")
+    elif kind.startswith("damaged_pickle"):
+        # a pickle header, then noise: the weights-only unpickler fails in various ways
+        # (seed 17: IndexError inside torch's unpickler; seed 0: an unsupported opcode)
+        seed = int(kind.rsplit("_", 1)[1])
+        p.write_bytes(b"\x80\x02" + np.random.default_rng(seed).bytes(4096))
     elif kind == "code_pickle":
         with open(p, "wb") as f:
             pickle.dump({"model": sd, "hook": Payload()}, f)
@@ -69,7 +77,8 @@ def make_bad(tmp_path: Path, good: Path, kind: str) -> Path:
     return p
 
 
-BAD = ["missing", "empty", "truncated", "not_a_checkpoint", "code_pickle", "other_network",
+BAD = ["missing", "empty", "truncated", "not_a_checkpoint", "text", "damaged_pickle_0",
+       "damaged_pickle_17", "code_pickle", "other_network",
        "missing_keys", "unexpected_keys", "shape_mismatch", "nan", "negative_var"]
 
 
@@ -91,6 +100,15 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, good, kind, command, monk
     assert "Traceback" not in r.output
     assert list(outdir.iterdir()) == []
     assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".engine"])
+def test_an_artifact_given_for_a_checkpoint_is_named(tmp_path, suffix):
+    p = tmp_path / f"model{suffix}"
+    p.write_bytes(b"\x08\x07")
+    r = runner.invoke(app, ["info", str(p)])
+    assert r.exit_code == 2
+    assert f"model{suffix}: a {suffix} file, not a checkpoint" in r.stderr
 
 
 def test_output_folder_missing(tmp_path, good):

@@ -122,7 +122,24 @@ def _torch_load(path: Path, trust: bool) -> Any:
                 "checkpoint does not; loading it would run code from the file "
                 "(pass --trust-remote-pickle only for a file whose origin you trust)", path
             ) from None
-        raise VnexportError(f"not a PyTorch checkpoint ({_first_line(text)})", path) from None
+        raise VnexportError(f"not a PyTorch checkpoint ({_unpickler_reason(text)})",
+                            path) from None
+
+
+def _unpickler_reason(text: str) -> str:
+    """The weights-only unpickler's own reason, without torch's advice to turn the safety off."""
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if m:
+        return "its pickle does not parse: " + _first_line(m.group(1))
+    return _first_line(text)
+
+
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """safetensors: an 8-byte little-endian header length, then the JSON header."""
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= size - 8
 
 
 def _first_line(text: str) -> str:
@@ -139,18 +156,26 @@ def read_file(path: str | os.PathLike, trust: bool = False) -> Any:
         raise VnexportError("no such file", path)
     if path.is_dir():
         raise VnexportError("is a directory, not a checkpoint file", path)
-    if path.stat().st_size == 0:
+    if path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+        raise VnexportError(f"a {path.suffix} file, not a checkpoint: this takes a training or "
+                            "deploy checkpoint (.pth, .pt, .safetensors)", path)
+    size = path.stat().st_size
+    if size == 0:
         raise VnexportError("the file is empty", path)
-    if path.suffix == ".safetensors":
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.suffix == ".safetensors" or _is_safetensors(head, size):
         try:
             from safetensors.torch import load_file
             return load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own SafetensorError and others
             raise VnexportError(f"not a readable safetensors file ({_first_line(e)})", path) from None
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+    if head[:4] == b"PK\x03\x04" and not zipfile.is_zipfile(path):
         raise VnexportError("the file is truncated or corrupt (its zip archive has no end)", path)
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":
+        # torch.save writes a zip archive (PyTorch >= 1.6) or, legacy, a protocol >= 2 pickle
+        raise VnexportError("not a PyTorch checkpoint: neither a zip archive nor a pickle (it "
+                            f"starts with {head[:8]!r})", path)
     try:
         return _torch_load(path, trust)
     except VnexportError:
@@ -161,6 +186,9 @@ def read_file(path: str | os.PathLike, trust: bool = False) -> Any:
         if "central directory" in text or isinstance(e, EOFError) or "truncated" in text.lower():
             raise VnexportError(f"the file is truncated or corrupt ({text})", path) from None
         raise VnexportError(f"not a PyTorch checkpoint ({text})", path) from None
+    except Exception as e:  # noqa: BLE001 - a damaged pickle can fail the unpickler anywhere
+        raise VnexportError(f"not a PyTorch checkpoint (unreadable: {type(e).__name__}: "
+                            f"{_first_line(e)})", path) from None
 
 
 def _is_state_dict(obj: Any) -> bool:
