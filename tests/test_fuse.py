@@ -69,6 +69,32 @@ def test_fused_file_loads_strict_and_matches_training_form(tmp_path, key):
     assert report["written"] and report["verification"]["passed"]
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_weights_stored_in_another_dtype(tmp_path, dtype):
+    """A checkpoint saved with half / bfloat16 / double weights fuses; the deploy file is
+    float32 and reproduces the training form of those same (rounded) weights."""
+    cfg = CONFIGS["stride"]
+    model = random_training_model(cfg, 0)
+    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    path = tmp_path / "checkpoint-half.pth"
+    torch.save({"model": sd, "epoch": 299, "args": training_args(cfg)}, path)
+    out = tmp_path / "deploy.pth"
+    r = runner.invoke(app, fuse_args(path, out, "stride"))
+    assert r.exit_code == 0, r.output
+    saved = torch.load(out, weights_only=True)["model"]
+    assert {v.dtype for v in saved.values()} == {torch.float32}
+    # the independent path: the training form holding the file's weights, in float64
+    ref_model = VanillaNet(cfg).double().eval()
+    ref_model.load_state_dict({k: v.double() if v.is_floating_point() else v
+                               for k, v in sd.items()})
+    deploy = VanillaNet(cfg, deploy=True).eval()
+    deploy.load_state_dict(saved, strict=True)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref, got = ref_model(x.double()), deploy(x).double()
+    assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-5
+
+
 def test_fused_file_is_recognised_by_info_and_passes_through(tmp_path):
     cfg = CONFIGS["stride"]
     path, _ = write(tmp_path, cfg)
