@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -62,18 +61,6 @@ def measure(files: dict[str, Path], img_size: int) -> dict[str, list[float]]:
     x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size), dtype=np.float32)
     sessions = {k: session(p, threads=THREADS) for k, p in files.items()}
     return latencies_ms(sessions, x, runs=RUNS, warmup=WARMUP)
-
-
-def cpu_features() -> str:
-    """The x86 features that decide ORT's int8 kernels (VNNI, AMX) as /proc/cpuinfo lists them."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.machine()
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
-    have = [f for f in wanted if f in flags]
-    return ", ".join(have) if have else "no AVX2"
 
 
 def notes(rows) -> list[str]:
@@ -139,7 +126,7 @@ def main() -> None:
     lines = [
         "# Precision speed on ONNX Runtime's CPU provider",
         "",
-        f"- machine: {info['cpu']}, {info['cores']} CPUs ({cpu_features()}), "
+        f"- machine: {info['cpu']}, {info['cores']} CPUs ({info['cpu_features']}), "
         f"{info['memory_gib']} GiB; onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}",
         f"- batch 1, {args.img_size}x{args.img_size}, intra_op_num_threads={THREADS}, "
         f"ORT_ENABLE_ALL, {WARMUP} warm-up runs, median of {RUNS} interleaved rounds "

@@ -55,16 +55,22 @@ def machine_info(threads: int) -> dict:
     import psutil
     import torch
 
-    cpu = platform.processor() or "cpu"
+    model = flags = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and flags is None:
+                flags = line.split(":", 1)[1].split()
     except OSError:
         pass
+    cpu = model or platform.processor() or "cpu"
+    # the x86 features that decide the conv and int8 kernels (AVX-512, VNNI, AMX)
+    wanted = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"]
+    features = (platform.machine() if flags is None
+                else ", ".join(f for f in wanted if f in flags) or "no AVX2")
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads,
+    return {"cpu": cpu, "cpu_features": features, "cores": os.cpu_count(), "threads": threads,
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "gpu": gpu,
             "os": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "torch": torch.__version__,
