@@ -9,41 +9,16 @@ device beforehand, so host-to-device copies are not timed.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
+from . import trt
+from .ort import input_dtype
+from .timing import Latency, latency_stats
+
 Call = Callable[[], object]
-
-
-@dataclass
-class Latency:
-    batch: int
-    runs: int
-    warmup: int
-    median_ms: float
-    p90_ms: float
-    p99_ms: float | None
-    mean_ms: float
-    min_ms: float
-    images_per_s: float  # batch / median
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def latency_stats(times_ms: list[float], batch: int, warmup: int = 0) -> Latency:
-    """Median, p90 and p99 (linear interpolation, numpy's default), mean, min, and images/s
-    at the median."""
-    if not times_ms:
-        raise ValueError("no timed runs")
-    t = np.asarray(times_ms, dtype=np.float64)
-    median, p90, p99 = (float(v) for v in np.percentile(t, [50, 90, 99]))
-    return Latency(batch=batch, runs=len(t), warmup=warmup, median_ms=median, p90_ms=p90,
-                   p99_ms=p99, mean_ms=float(t.mean()), min_ms=float(t.min()),
-                   images_per_s=batch / (median / 1e3) if median > 0 else float("inf"))
 
 
 def time_calls(call: Call, runs: int, warmup: int = 0, sync: Call | None = None,
@@ -107,9 +82,7 @@ def _cuda_graph_call(model: torch.nn.Module, xt: torch.Tensor) -> tuple[Call, Ca
 
 def ort_call(session, x: np.ndarray) -> tuple[Call, Call]:
     """(call, sync) for an ONNX Runtime session (synchronous: sync is a no-op)."""
-    from .runners import ort_input_dtype
-
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, ort_input_dtype(session))}
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, input_dtype(session))}
     out = [session.get_outputs()[0].name]
     return (lambda: session.run(out, feed)), (lambda: None)
 
@@ -128,7 +101,5 @@ def bench_batches(make_call: Callable[[int], tuple[Call, Call]], batches: list[i
 def engine_latency(engine_path, batch: int, runs: int, warmup: int) -> Latency | str:
     """A TensorRT engine's latency via ``vnexport.trt.measure_latency`` (device buffers,
     execute_async_v3 + synchronize), or why the batch was skipped."""
-    from . import trt
-
     d = trt.measure_latency(engine_path, batch, iters=runs, warmup=warmup)
     return d["skipped"] if "skipped" in d else Latency(**d)

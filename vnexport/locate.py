@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import ort
+from .onnx_file import load_onnx, with_extra_outputs
 from .verify import Tolerance, compare
 
 # For an artifact judged on top-1 only (int8), a stage departs below this cosine similarity.
@@ -92,15 +94,13 @@ def onnx_stage_tensors(model) -> list[str]:
 def onnx_stage_outputs(model, x: torch.Tensor, num_stages: int,
                        threads: int | None = None) -> list[tuple[str, np.ndarray]] | str:
     """[(name, float64 array)] for stem, stages.i and head, or the reason it cannot tell."""
-    from .runners import ort_session, run_ort_outputs, with_extra_outputs
-
     names = onnx_stage_tensors(model)
     if len(names) != num_stages + 1:
         return (f"cannot map the graph to stages: found {len(names)} depthwise Conv nodes, "
                 f"expected {num_stages + 1} (stem and {num_stages} stages)")
-    session = ort_session(with_extra_outputs(model, names), threads=threads, device="cpu")
+    session = ort.session(with_extra_outputs(model, names), threads=threads, device="cpu")
     fetch = names + [session.get_outputs()[0].name]
-    outs = run_ort_outputs(session, x.numpy(), fetch, batch=8)
+    outs = ort.run_outputs(session, x.numpy(), fetch, batch=8)
     labels = ["stem"] + [f"stages.{i}" for i in range(num_stages)] + ["head"]
     return list(zip(labels, outs))
 
@@ -128,8 +128,6 @@ def locate(reference_model: torch.nn.Module, runner, x: torch.Tensor,
     if runner.kind in ("deploy", "training") and runner.model is not None:
         return compare_stages(reference, torch_stage_outputs(runner.model.cpu(), x), tol)
     if runner.kind == "onnx":
-        from .runners import load_onnx
-
         outputs = onnx_stage_outputs(load_onnx(runner.path), x,
                                      len(reference) - 2, threads=threads)
         if isinstance(outputs, str):

@@ -16,8 +16,6 @@ plain max pools, exactly, for the exported input size.
 from __future__ import annotations
 
 import io
-import json
-import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -27,18 +25,17 @@ from typing import Sequence
 import numpy as np
 import onnx
 import torch
-from onnx import helper
 
-from . import __version__
+from . import __version__, ort
 from .adapool import exportable_adaptive_pools, pool_plan
 from .checkpoint import Checkpoint
 from .errors import VnexportError
-from .fileio import atomic_output
 from .fuse import deploy_model, provenance
 from .model import (IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size,
                     variant_name)
-from .runners import ort_fixed_batch, ort_session, run_ort
-from .verify import FP32, Comparison, Tolerance, compare, random_inputs, run_torch
+from .onnx_file import PROTOBUF_LIMIT, save_onnx, serialize, set_metadata
+from .precision import apply_precision
+from .verify import FP32, Comparison, Tolerance, calibration_inputs, compare, run_torch
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -47,7 +44,7 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 21, 17
 # What the graph of a stride variant may hold (the ada_pool variant may add Gather/Max at input
 # sizes where one MaxPool cannot express its adaptive windows).
 STRIDE_VARIANT_OPS = frozenset({"Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten"})
-PROTOBUF_LIMIT = 2**31 - 1
+
 # Batch sizes a dynamic-batch model is verified at, besides batch 1, when --max-batch is not given.
 DEFAULT_VERIFY_BATCH = 8
 
@@ -207,14 +204,6 @@ def check(model: onnx.ModelProto) -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
-def op_inventory(model: onnx.ModelProto | str | os.PathLike) -> dict[str, int]:
-    """Operator type -> how many nodes, most frequent first (ties by name)."""
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    counts = Counter(n.op_type for n in model.graph.node)
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 def expected_conv_count(cfg: VanillaNetConfig) -> int:
     """stem conv + stem activation, a conv and an activation per stage, the head conv."""
     return 2 + 2 * cfg.num_stages + 1
@@ -236,27 +225,6 @@ def ada_pool_plans(cfg: VanillaNetConfig, img_size: int) -> list[str]:
         h.remove()
     return [f"stages.{i}: {L} -> {n}: {pool_plan(L, n)}"
             for i, (L, n) in enumerate(zip(sizes, cfg.ada_pool)) if n]
-
-
-# --------------------------------------------------------------------------------------------
-# metadata and files
-
-
-def set_metadata(model: onnx.ModelProto, data: dict) -> onnx.ModelProto:
-    """Merge ``data`` into ``metadata_props`` (in place): strings kept, anything else as JSON.
-    Keys end up sorted, so equal metadata serialises to equal bytes."""
-    props = {p.key: p.value for p in model.metadata_props}
-    for k, v in data.items():
-        props[str(k)] = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
-    del model.metadata_props[:]
-    helper.set_model_props(model, dict(sorted(props.items())))
-    return model
-
-
-def get_metadata(model: onnx.ModelProto | str | os.PathLike) -> dict[str, str]:
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def export_metadata(ckpt: Checkpoint, *, opset: int, img_size: int, batch: int,
@@ -282,20 +250,11 @@ def export_metadata(ckpt: Checkpoint, *, opset: int, img_size: int, batch: int,
     return meta
 
 
-def serialize(model: onnx.ModelProto) -> bytes:
-    data = model.SerializeToString(deterministic=True)
-    if len(data) >= PROTOBUF_LIMIT:
-        raise VnexportError("the model is over 2 GiB; a self-contained ONNX file cannot hold it")
-    return data
-
-
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` as one self-contained file (weights inside), atomically."""
-    path = Path(path)
-    data = serialize(model)
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
-    return path
+def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17) -> onnx.ModelProto:
+    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model,
+    with a dynamic batch: :func:`onnx_model_from_deploy`."""
+    return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
+                                  dynamic_batch=True, simplify=True)
 
 
 def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img_size: int = 224,
@@ -318,14 +277,12 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
                                    dynamic_batch=dynamic_batch, simplify=simplify)
     meta = export_metadata(ckpt, opset=opset, img_size=img_size, batch=batch,
                            dynamic_batch=dynamic_batch, max_batch=max_batch, simplify=simplify)
-    set_metadata(proto, {**meta, **(extra_metadata or {})})
+    set_metadata(proto, {**meta, **(extra_metadata or {})}, sort_keys=True)
     if precision != "fp32":
-        from .precision import apply_precision
-
         random_calib = calib_x is None
         if random_calib:
-            calib_x = random_inputs(ckpt.cfg, 8 * batch if not dynamic_batch else 8, img_size,
-                                    seed=1).numpy()
+            calib_x = calibration_inputs(ckpt.cfg, precision, 8 * batch if not dynamic_batch
+                                         else 8, img_size)
         proto, _ = apply_precision(proto, precision, calib_x=calib_x,
                                    calib_is_random=random_calib, **precision_options)
     save_onnx(proto, path)
@@ -336,22 +293,14 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
 # ONNX Runtime
 
 
-def available_providers() -> list[str]:
-    """The providers verification runs on: CUDA where onnxruntime has it, and always CPU."""
-    import onnxruntime as ort
-
-    have = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
-
-
-def run_session_batched(session, x: np.ndarray, max_batch: int | None = None) -> np.ndarray:
+def _run_both_batch_sizes(session, x: np.ndarray, max_batch: int | None = None) -> np.ndarray:
     """Run any number of inputs through a session. A static batch runs in chunks of it (see
-    :func:`runners.run_ort`); a dynamic batch runs the first input alone (batch 1) and the rest
+    :func:`ort.run`); a dynamic batch runs the first input alone (batch 1) and the rest
     in chunks of up to ``max_batch``, so that both sizes are exercised."""
-    if ort_fixed_batch(session) is not None or len(x) < 2:
-        return run_ort(session, x)
-    return np.concatenate([run_ort(session, x[:1]),
-                           run_ort(session, x[1:], batch=max_batch or DEFAULT_VERIFY_BATCH)])
+    if ort.fixed_batch(session) is not None or len(x) < 2:
+        return ort.run(session, x)
+    return np.concatenate([ort.run(session, x[:1]),
+                           ort.run(session, x[1:], batch=max_batch or DEFAULT_VERIFY_BATCH)])
 
 
 @dataclass
@@ -386,9 +335,9 @@ def verify_onnx(ckpt: Checkpoint, model_or_path, x: torch.Tensor, tol: Tolerance
         model_or_path = serialize(model_or_path)
     xs = x.numpy()
     comps = {}
-    for provider in providers or available_providers():
-        session = ort_session(model_or_path, threads=threads, providers=[provider])
-        comps[provider] = compare(reference, run_session_batched(session, xs, max_batch), tol)
+    for provider in providers or ort.available_providers():
+        session = ort.session(model_or_path, threads=threads, providers=[provider])
+        comps[provider] = compare(reference, _run_both_batch_sizes(session, xs, max_batch), tol)
     return OnnxVerification(comps, reference_label(ckpt))
 
 
@@ -408,30 +357,3 @@ def verification_metadata(comparisons: dict[str, Comparison], reference: str,
                              "passed": all(c.passed for c in comparisons.values())}}
 
 
-# --------------------------------------------------------------------------------------------
-# demo stage
-
-
-def stage_onnx(ckpt: Checkpoint, x: torch.Tensor, reference: np.ndarray, workdir: Path, echo):
-    """``vnexport demo``: export with a dynamic batch, verify on ONNX Runtime, write model.onnx."""
-    import time
-
-    from .demo import StageResult
-
-    t = time.perf_counter()
-    out = Path(workdir) / "model.onnx"
-    img_size = int(x.shape[-1])
-    proto = onnx_model_from_deploy(deploy_model(ckpt), img_size=img_size, dynamic_batch=True)
-    inventory = op_inventory(proto)
-    echo("[demo] onnx graph: " + ", ".join(f"{op} {k}" for op, k in inventory.items()))
-    set_metadata(proto, export_metadata(ckpt, opset=DEFAULT_OPSET, img_size=img_size, batch=1,
-                                        dynamic_batch=True, max_batch=None, simplify=True))
-    v = verify_onnx(ckpt, serialize(proto), x, FP32, reference=reference)
-    if v.passed:
-        set_metadata(proto, verification_metadata(v.comparisons, v.reference, {"n": len(x), "img_size": img_size,
-                                                      "source": "seed 0"}))
-        save_onnx(proto, out)
-    comp = v.comparisons["CPUExecutionProvider"]
-    return StageResult("onnx", str(out), time.perf_counter() - t, v.passed,
-                       f"ONNX Runtime CPU: {comp.summary()}",
-                       {"verification": v.to_dict(), "op_inventory": inventory})

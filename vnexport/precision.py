@@ -28,15 +28,17 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import onnx
 
+from . import ort
 from .errors import VnexportError
+from .fileio import atomic_output
+from .onnx_file import PRECISIONS, set_metadata, with_extra_outputs
 from .verify import Comparison, compare
 
-PRECISIONS = ("fp32", "fp16", "int8")
 METHODS = ("minmax", "entropy", "percentile")
 FP16_MAX = 65504.0
 # Keep a node in float32 when a value it produces (or weights it holds) exceed this: half of
@@ -95,30 +97,13 @@ class _Stats:
 # ONNX Runtime helpers
 
 
-def session(model: onnx.ModelProto | bytes | str | Path, threads: int | None = None):
-    """A CPU ONNX Runtime session for a model, its bytes or its file (``runners.ort_session``)."""
-    from .runners import ort_session
-
-    return ort_session(model, threads=threads, device="cpu")
-
-
 def model_batch(model: onnx.ModelProto, default: int = 8) -> int:
     """The batch to feed a model: its fixed batch dimension, else ``default``."""
     return model.graph.input[0].type.tensor_type.shape.dim[0].dim_value or default
 
 
-def run(sess, x, batch: int = 8) -> np.ndarray:
-    """Outputs (float64) of a one-input session on ``x`` [N,3,H,W], in batches of ``batch``
-    (``runners.run_ort``: float16 inputs for an ``--fp16-io`` file, a fixed batch padded)."""
-    from .runners import run_ort
-
-    return run_ort(sess, x, batch=batch)
-
-
 def _exposing_all_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """A copy of ``model`` whose every float node output is also a graph output."""
-    from .runners import with_extra_outputs
-
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi.type.tensor_type.elem_type for vi in
              list(inferred.graph.value_info) + list(inferred.graph.output)}
@@ -130,7 +115,7 @@ def _exposing_all_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list
 def _tensor_stats(model: onnx.ModelProto, x: np.ndarray, batch: int = 8) -> dict[str, _Stats]:
     batch = model_batch(model, batch)
     augmented, names = _exposing_all_outputs(model)
-    sess = session(augmented)
+    sess = ort.session(augmented, device="cpu")
     in_name = sess.get_inputs()[0].name
     stats = {n: _Stats() for n in names}
     x = np.asarray(x, dtype=np.float32)
@@ -421,8 +406,6 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, entries: dict) -> None:
-    from .fileio import atomic_output
-
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps({"format": "vnexport-calibration-cache",
                                    "version": CALIB_CACHE_VERSION, "entries": entries}))
@@ -520,7 +503,7 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
 
 
 # --------------------------------------------------------------------------------------------
-# the stage: one entry point for `vnexport onnx --precision` and `vnexport quantize`
+# one entry point, used by the onnx and quantize stages
 
 
 @dataclass
@@ -581,28 +564,6 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
     return model, report
 
 
-def set_metadata(model: onnx.ModelProto, items: dict[str, str]) -> None:
-    props = {p.key: p for p in model.metadata_props}
-    for k, v in items.items():
-        if k in props:
-            props[k].value = v
-        else:
-            model.metadata_props.add(key=k, value=v)
-
-
-# --------------------------------------------------------------------------------------------
-# fp32 ONNX from a deploy model (the ONNX stage's exporter)
-
-
-def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17) -> onnx.ModelProto:
-    """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model,
-    with a dynamic batch: ``onnx_export.onnx_model_from_deploy``."""
-    from .onnx_export import onnx_model_from_deploy
-
-    return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
-                                  dynamic_batch=True, simplify=True)
-
-
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
                  warmup: int = 3) -> dict[str, list[float]]:
     """Wall times (ms) of single-batch runs of several sessions on ``x1``, interleaved.
@@ -610,11 +571,9 @@ def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
     After ``warmup`` runs each, the sessions run in rounds (a, b, c, a, b, c, ...) so that
     load from other processes falls on all of them alike; take the median of each list.
     """
-    from .runners import ort_input_dtype
-
     feeds = {}
     for k, sess in sessions.items():
-        feeds[k] = {sess.get_inputs()[0].name: np.ascontiguousarray(x1, ort_input_dtype(sess))}
+        feeds[k] = {sess.get_inputs()[0].name: np.ascontiguousarray(x1, ort.input_dtype(sess))}
         for _ in range(warmup):
             sess.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
@@ -626,83 +585,9 @@ def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,
     return times
 
 
-def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], None]):
-    """Demo stage: fp32, fp16 and int8 ONNX side by side (size, latency, agreement)."""
-    from .demo import StageResult
-    from .fuse import deploy_model
-    from .verify import random_inputs, tolerance_for
-
-    t0 = time.perf_counter()
-    img_size = int(x.shape[-1])
-    fp32 = fp32_onnx_from_deploy(deploy_model(ckpt), img_size)
-    calib = random_inputs(ckpt.cfg, n=16, img_size=img_size, seed=1).numpy()
-    ok, extra, sessions = True, {}, {}
-    for precision in PRECISIONS:
-        model, rep = apply_precision(fp32, precision, calib_x=calib, calib_is_random=True,
-                                     cache_path=workdir / "calibration-cache.json")
-        path = workdir / f"model_{precision}.onnx"
-        onnx.save(model, path)
-        sessions[precision] = session(path, threads=2)
-        comps = verify_precision(fp32, model, rep, x.numpy(), reference, tolerance_for(precision))
-        ok &= all(c.passed for c in comps.values())
-        extra[precision] = {"file": str(path), "mib": path.stat().st_size / 2**20,
-                            "comparison": comps[precision].to_dict(), "report": rep.to_dict()}
-        if "fp16 emulated" in comps:  # float16 activations (ORT CPU computes in float32)
-            extra[precision]["comparison_emulated"] = comps["fp16 emulated"].to_dict()
-    times = latencies_ms(sessions, x[:1].numpy())
-    echo("[demo] precision: ONNX Runtime CPU, 2 threads, batch 1, median of 20 interleaved runs; "
-         "agreement vs the training form (int8 calibrated on random inputs: a speed demo, not "
-         "an accuracy one; fp16 also checked with float16 activations emulated)")
-    for precision in PRECISIONS:
-        e = extra[precision]
-        e["ms"] = float(np.median(times[precision]))
-        comps = [e["comparison"]] + ([e["comparison_emulated"]] if precision == "fp16" else [])
-        passed = all(c["passed"] for c in comps)
-        echo(f"[demo]   {precision:<5} {e['mib']:>8.1f} MiB {e['ms']:>9.2f} ms  cosine "
-             f"{min(c['cosine'] for c in comps):.6f}  top-1 "
-             f"{min(c['top1_agreement'] for c in comps):>7.2%}  {'PASS' if passed else 'FAIL'}")
-    speedup = extra["fp32"]["ms"] / extra["int8"]["ms"]
-    detail = (f"fp16 {extra['fp16']['mib']:.0f} MiB, int8 {extra['int8']['mib']:.0f} MiB "
-              f"{speedup:.2f}x fp32 speed")
-    return StageResult("precision", str(workdir / "model_{fp32,fp16,int8}.onnx"),
-                       time.perf_counter() - t0, ok, detail, extra)
-
-
-# --------------------------------------------------------------------------------------------
-# reading an fp32 ONNX file (for `vnexport quantize`)
-
-
-def load_fp32_onnx(path: Path) -> onnx.ModelProto:
-    """Load an fp32 classifier ONNX file (one [N,C,H,W] float input, one float output)."""
-    from .runners import load_onnx
-
-    path = Path(path)
-    model = load_onnx(path)
-    g = model.graph
-    if len(g.input) != 1 or len(g.output) != 1:
-        raise VnexportError(f"expected one input and one output, found {len(g.input)} and "
-                            f"{len(g.output)}", path)
-    for vi in (g.input[0], g.output[0]):
-        if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-            raise VnexportError(f"{vi.name} is not float32: this file is not an fp32 model "
-                                "(already converted?)", path)
-    if len(g.input[0].type.tensor_type.shape.dim) != 4:
-        raise VnexportError(f"input {g.input[0].name} is not [N,C,H,W]", path)
-    quant = {n.op_type for n in g.node} & {"QuantizeLinear", "DequantizeLinear", "QLinearConv"}
-    if quant or any(t.data_type == onnx.TensorProto.FLOAT16 for t in g.initializer):
-        raise VnexportError("already has reduced precision (float16 weights or Q/DQ nodes); "
-                            "start from the fp32 file", path)
-    return model
-
-
-def input_geometry(model: onnx.ModelProto) -> tuple[int | None, int | None]:
-    """(channels, image size) of the model's input; None where the dimension is symbolic."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    c = dims[1].dim_value or None
-    h, w = dims[2].dim_value or None, dims[3].dim_value or None
-    return c, (h if h == w else None)
-
-
+def _run_cpu(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """Outputs (float64) of ``model`` on ONNX Runtime's CPU provider, in batches of 8."""
+    return ort.run(ort.session(model, device="cpu"), x, batch=8)
 
 
 def verify_precision(fp32_model: onnx.ModelProto, model: onnx.ModelProto,
@@ -711,8 +596,8 @@ def verify_precision(fp32_model: onnx.ModelProto, model: onnx.ModelProto,
     """Compare ``model`` (fp16 or int8) on ONNX Runtime with ``reference`` (the fp32 training
     form's outputs on ``x``). For fp16 also an emulation that rounds every converted node's
     output to float16, because ORT's CPU provider computes float16 Conv in float32."""
-    comps = {report.precision: compare(reference, run(session(model), x), tol)}
+    comps = {report.precision: compare(reference, _run_cpu(model, x), tol)}
     if report.fp16 is not None:
         emu = fp16_emulation(fp32_model, [k.node for k in report.fp16.kept_fp32])
-        comps["fp16 emulated"] = compare(reference, run(session(emu), x), tol)
+        comps["fp16 emulated"] = compare(reference, _run_cpu(emu, x), tol)
     return comps

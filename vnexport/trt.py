@@ -47,24 +47,29 @@ API references (the names below were taken from these pages, not guessed):
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import __version__
+from .checkpoint import sha256_of
 from .errors import MissingRuntimeError, VnexportError
-from .verify import Comparison, tolerance_for
+from .fileio import atomic_output
+from .onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
+from .timing import latency_stats
+
+if TYPE_CHECKING:  # annotations only: a runtime does not import the checks
+    from .verify import Comparison
 
 MIN_TRT = (10, 12)
 INSTALL_HINT = ("pip install 'vnexport[trt]' on a machine with an NVIDIA GPU, or use the image "
                 "from docker/Dockerfile (see README, 'vnexport trt')")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # --hardware-compat value -> trt.HardwareCompatibilityLevel member name [TRT-HWCOMPAT]
 HARDWARE_COMPAT = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
@@ -119,19 +124,6 @@ class BuildOptions:
 
 
 @dataclass(frozen=True)
-class OnnxInput:
-    """The single image input of an ONNX classifier: name, shape (None = dynamic), dtype."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str  # numpy name, e.g. "float32"
-
-    @property
-    def batch(self) -> int | None:
-        return self.shape[0]
-
-
-@dataclass(frozen=True)
 class Profile:
     """One optimization profile for the input: min/opt/max shapes (NCHW)."""
 
@@ -147,34 +139,6 @@ class Profile:
     def to_dict(self) -> dict:
         return {"input": self.input, "min": list(self.min), "opt": list(self.opt),
                 "max": list(self.max)}
-
-
-def _load_onnx(path: Path):
-    """The graph (external weights are not needed to read its structure): runners.load_onnx."""
-    from .runners import load_onnx
-
-    return load_onnx(path, external_data=False)
-
-
-def read_onnx_input(path: str | os.PathLike, model=None) -> OnnxInput:
-    """The one graph input (initializers excluded) with its static dims; None where dynamic."""
-    import onnx
-
-    model = model if model is not None else _load_onnx(Path(path))
-    inits = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise VnexportError(f"expected one image input, the graph has {len(inputs)} "
-                            f"({', '.join(i.name for i in inputs) or 'none'})", path)
-    inp = inputs[0]
-    tt = inp.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                 for d in tt.shape.dim)
-    if len(dims) != 4:
-        raise VnexportError(f"input {inp.name!r} has rank {len(dims)}; an NCHW image input "
-                            "(rank 4) is needed", path)
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
-    return OnnxInput(inp.name, dims, dtype)
 
 
 def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None = None,
@@ -219,63 +183,6 @@ def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None 
 
 
 # ------------------------------------------------------------------------------------------
-# precision of an ONNX file (CPU)
-
-_QDQ = {"QuantizeLinear", "DequantizeLinear"}
-
-
-def detect_precision(path: str | os.PathLike | None = None, model=None,
-                     strict: bool = True) -> str:
-    """'int8' (Q/DQ nodes with int8 zero points), 'fp16' (float16 weights or tensors) or 'fp32'.
-
-    ``strict`` (for TensorRT) refuses Q/DQ of another type (uint8, fp8, int4); without it any
-    Q/DQ graph is judged 'int8' (ONNX Runtime runs them all).
-    """
-    import onnx
-
-    model = model if model is not None else _load_onnx(Path(path))
-    g = model.graph
-    qdq = [n for n in g.node if n.op_type in _QDQ]
-    if qdq:
-        inits = {i.name: i for i in g.initializer}
-        consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-        types = set()
-        for n in qdq:
-            zp = n.input[2] if len(n.input) > 2 and n.input[2] else None
-            if zp is None:
-                attr = {a.name: a for a in n.attribute}
-                if "output_dtype" in attr:
-                    types.add(attr["output_dtype"].i)
-                else:
-                    types.add(onnx.TensorProto.UINT8)  # the ONNX default without zero point
-            elif zp in inits:
-                types.add(inits[zp].data_type)
-            elif zp in consts:
-                types.add(consts[zp].attribute[0].t.data_type)
-        # int32 Q/DQ is bias quantization (scale = input scale x weight scale), not a
-        # precision of its own; TensorRT's parser judges whether it takes it.
-        names = {onnx.TensorProto.DataType.Name(t) for t in types} - {"INT32"}
-        if strict and names != {"INT8"}:
-            raise VnexportError(f"Q/DQ quantization of type {', '.join(sorted(names))}: "
-                                "TensorRT INT8 needs symmetric int8 Q/DQ (zero point 0, int8)",
-                                path)
-        return "int8"
-    fp16 = onnx.TensorProto.FLOAT16
-    if any(i.data_type == fp16 for i in g.initializer):
-        return "fp16"
-    for vi in list(g.input) + list(g.output) + list(g.value_info):
-        if vi.type.tensor_type.elem_type == fp16:
-            return "fp16"
-    for n in g.node:
-        for a in n.attribute:
-            if n.op_type == "Cast" and a.name == "to" and a.i == fp16:
-                return "fp16"
-            if n.op_type == "Constant" and a.name == "value" and a.t.data_type == fp16:
-                return "fp16"
-    return "fp32"
-
-
-# ------------------------------------------------------------------------------------------
 # provenance (CPU)
 
 
@@ -317,13 +224,6 @@ def make_provenance(*, engine_path: Path, engine_sha256: str | None, onnx_path: 
     }
     meta.update(extra)
     return meta
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    from .fileio import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ------------------------------------------------------------------------------------------
@@ -586,12 +486,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     Comparison; when it fails nothing is written (``written`` False). The engine and
     ``<engine>.json`` are written atomically. Needs the runtime.
     """
-    from .checkpoint import sha256_of
-    from .fileio import atomic_output
-
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     options.validate()
-    model = _load_onnx(onnx_path)
+    model = load_onnx(onnx_path, external_data=False)
     precision = detect_precision(onnx_path, model)
     profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path)
     runtime = runtime or require_runtime(options.hardware_compat)
@@ -611,8 +508,6 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     meta["tf32"] = state.get("tf32")
     if comparison is not None and not comparison.passed:
         return BuildResult(meta, comparison, written=False, engine_bytes=len(memoryview(plan)))
-    import hashlib
-
     data = memoryview(plan)
     meta["engine_sha256"] = hashlib.sha256(data).hexdigest()
     with atomic_output(engine_path) as tmp_engine, \
@@ -620,17 +515,6 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
         tmp_engine.write_bytes(data)
         tmp_json.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return BuildResult(meta, comparison, written=True, engine_bytes=data.nbytes)
-
-
-# ------------------------------------------------------------------------------------------
-# references for verification (CPU)
-
-
-def onnxruntime_outputs(onnx_path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Outputs of the source ONNX file under ONNX Runtime (CPU), float64, in fitting chunks."""
-    from .runners import ort_session, run_ort
-
-    return run_ort(ort_session(onnx_path, device="cpu"), x, batch=8, path=onnx_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -692,151 +576,4 @@ def measure_latency(engine_path: str | os.PathLike, batch: int, iters: int = 200
             b.free()
         stream.free()
         del context
-    from .bench import latency_stats
-
     return latency_stats(times, batch, warmup).to_dict()
-
-
-# ------------------------------------------------------------------------------------------
-# from a checkpoint: the ONNX stage on the way (imported lazily; written by another stage)
-
-
-def export_for_engine(ckpt, onnx_path: Path, precision: str, options: BuildOptions,
-                      img_size: int, opset: int = 17, allow_inexact: bool = False) -> Path:
-    """Write the ONNX file an engine of ``options``' batch range is built from."""
-    from .onnx_export import export_onnx
-
-    dynamic = any(v is not None and v != 1 for v in
-                  (options.min_batch, options.opt_batch, options.max_batch))
-    kw: dict[str, Any] = dict(opset=opset, img_size=img_size, batch=options.min_batch or 1,
-                              dynamic_batch=dynamic, allow_inexact=allow_inexact)
-    if dynamic:
-        kw["batch"] = 1
-        kw["max_batch"] = options.max_batch or options.opt_batch or options.min_batch
-    export_onnx(ckpt, onnx_path, precision=precision, **kw)
-    return onnx_path
-
-
-# ------------------------------------------------------------------------------------------
-# the whole stage, as `vnexport trt` runs it once the runtime is known to be there
-
-
-@dataclass(frozen=True)
-class VerifySpec:
-    """What the engine is checked on: ``n`` inputs (seeded, or ``images``) and the tolerance
-    overrides (None: the precision's defaults)."""
-
-    n: int = 8
-    seed: int = 0
-    images: Path | None = None
-    max_rel: float | None = None
-    min_cosine: float | None = None
-    min_top1: float | None = None
-
-
-def _inputs_for_onnx(inp: OnnxInput, spec: VerifySpec, size: int):
-    """Verification inputs shaped for an ONNX file's input (no checkpoint at hand)."""
-    from types import SimpleNamespace
-
-    from .verify import make_inputs
-
-    # make_inputs reads only the channel count of the config
-    return make_inputs(SimpleNamespace(in_chans=inp.shape[1]), spec.n, size, spec.seed,
-                       spec.images)
-
-
-def _checker(ref: np.ndarray, x, tol, onnx_path: Path):
-    """``check`` for build_engine: run the engine on ``x`` and compare with ``ref``."""
-    from .verify import compare
-
-    def check(run):
-        out = run(x.numpy())
-        if out.shape != ref.shape:
-            raise VnexportError(f"the engine's output shape {out.shape[1:]} differs from the "
-                                f"reference's {ref.shape[1:]}: was this file exported from "
-                                "that checkpoint?", onnx_path)
-        return compare(ref, out, tol)
-
-    return check
-
-
-def build_from_source(source: Path, output: Path, precision: str, options: BuildOptions, *,
-                      ckpt=None, from_onnx: bool, runtime: dict,
-                      verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
-                      opset: int = 17, keep_onnx: Path | None = None,
-                      allow_inexact: bool = False, echo: Callable[[str], None] = print,
-                      note: Callable[[str], None] = print) -> tuple[BuildResult, str | None]:
-    """Export (a checkpoint source) or take (an ONNX source) the ONNX file, build the engine,
-    verify it and write it. ``ckpt`` is the source checkpoint, or with an ONNX source the
-    ``--reference`` checkpoint (None: verify against ONNX Runtime on the same file).
-    Returns the build result and what the engine was compared with."""
-    from .verify import make_inputs, run_torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if from_onnx:
-            onnx_path = source
-        else:
-            onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{precision}.onnx"
-            echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
-            export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
-                              allow_inexact)
-        inp = read_onnx_input(onnx_path)
-        size = img_size or inp.shape[2]
-        check = label = vin = None
-        if verify is not None:
-            if ckpt is not None:
-                x = make_inputs(ckpt.cfg, verify.n, size, verify.seed, verify.images)
-                ref = run_torch(ckpt.build_model(), x)
-                label = f"{ckpt.form} form of {ckpt.path.name} (PyTorch fp32)"
-            else:
-                x = _inputs_for_onnx(inp, verify, size)
-                ref = onnxruntime_outputs(onnx_path, x.numpy())
-                label = f"ONNX Runtime (CPU) on {onnx_path.name}"
-                note("note: no checkpoint given (--reference): verifying against ONNX Runtime "
-                     "on the same file, not against the training form")
-            tol = tolerance_for(precision, max_rel=verify.max_rel, min_cosine=verify.min_cosine,
-                                min_top1=verify.min_top1)
-            vin = {"n": len(x), "img_size": size,
-                   "source": str(verify.images) if verify.images else f"seed {verify.seed}"}
-            check = _checker(ref, x, tol, onnx_path)
-
-        echo(f"building a strongly typed {precision} engine from {onnx_path.name} ...")
-        res = build_engine(onnx_path, output, options, img_size=img_size, check=check,
-                           reference=label, verification_inputs=vin, runtime=runtime,
-                           source_checkpoint=None if ckpt is None else {
-                               "file": ckpt.path.name, "sha256": ckpt.sha256,
-                               "variant": ckpt.variant, "form": ckpt.form})
-    return res, label
-
-
-# ------------------------------------------------------------------------------------------
-# `vnexport demo`
-
-
-def demo_stage(ckpt, x, reference, workdir: Path, echo):
-    """Build and verify an fp32 engine of the demo checkpoint where TensorRT and a GPU exist."""
-    from .demo import StageResult
-    from .verify import compare
-
-    t = time.perf_counter()
-    out = workdir / "model_fp32.engine"
-    why = runtime_missing_reason()
-    if why is not None:
-        # the demo's table prints "skipped: <detail>"
-        return StageResult("trt", "-", 0.0, None, why)
-    options = BuildOptions(min_batch=1, opt_batch=1, max_batch=len(x))
-    for p in (out, provenance_path(out)):
-        p.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        onnx_path = export_for_engine(ckpt, Path(tmp) / "model.onnx", "fp32", options,
-                                      img_size=x.shape[-1])
-        tol = tolerance_for("fp32")
-        res = build_engine(onnx_path, out, options,
-                           check=lambda run: compare(reference, run(x.numpy()), tol),
-                           reference=f"training form of {ckpt.path.name}",
-                           verification_inputs={"n": len(x), "img_size": x.shape[-1]})
-    comp = res.comparison
-    gpu = res.provenance.get("gpu") or {}
-    detail = f"{comp.summary()} on {gpu.get('name', '?')}"
-    return StageResult("trt", str(out), time.perf_counter() - t, comp.passed, detail,
-                       {"comparison": comp.to_dict(), "provenance": res.provenance})

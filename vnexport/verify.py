@@ -159,6 +159,20 @@ def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: in
 
 
 @torch.no_grad()
+def calibration_inputs(cfg, precision: str, n: int, img_size: int, seed: int = 0,
+                       images: str | Path | None = None,
+                       verify_x: torch.Tensor | None = None) -> np.ndarray:
+    """The inputs a reduced-precision conversion measures its ranges on (the one policy):
+    the first ``n`` images of ``images``; else, for fp16, the verification inputs ``verify_x``;
+    else ``n`` seeded random inputs (seed ``seed + 1``, apart from the verification inputs').
+    ``cfg`` needs only ``in_chans``."""
+    if images is not None:
+        return image_inputs(images, img_size, n).numpy()
+    if precision == "fp16" and verify_x is not None:
+        return verify_x.numpy()
+    return random_inputs(cfg, n, img_size, seed + 1).numpy()
+
+
 def run_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> np.ndarray:
     """Outputs of a PyTorch model in batches, as float64 numpy (channels-last on the CPU, which
     oneDNN runs about 20% faster for these convolutions)."""
@@ -199,76 +213,3 @@ def tolerance_for(precision: str, max_rel: float | None = None, min_cosine: floa
     return Tolerance(max_rel=base.max_rel if max_rel is None else max_rel,
                      min_top1=base.min_top1 if min_top1 is None else min_top1,
                      min_cosine=base.min_cosine if min_cosine is None else min_cosine)
-
-
-# --------------------------------------------------------------------------------------------
-# verifying artifacts against the training form (vnexport verify)
-
-
-@dataclass
-class ArtifactResult:
-    path: str
-    kind: str
-    precision: str
-    backend: str
-    comparison: Comparison
-    seconds: float
-    location: object | None = None  # locate.Location, with --locate on a failing artifact
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.comparison.passed
-
-    def to_dict(self) -> dict:
-        return {"artifact": self.path, "kind": self.kind, "precision": self.precision,
-                "backend": self.backend, "passed": self.passed,
-                "seconds": round(self.seconds, 3), **{k: v for k, v in
-                                                      self.comparison.to_dict().items()
-                                                      if k != "passed"},
-                "locate": None if self.location is None else self.location.to_dict(),
-                "notes": self.notes}
-
-
-def verify_runners(reference_model: torch.nn.Module, runners: list, x: torch.Tensor,
-                   limits: dict | None = None, locate: bool = False,
-                   threads: int | None = None) -> list[ArtifactResult]:
-    """Run the training form and every runner (see ``runners.py``) on ``x`` and judge each by
-    the tolerance of its precision (``limits``: max_rel / min_cosine / min_top1 overrides).
-    With ``locate``, a failing deploy checkpoint or ONNX file is also searched stage by stage
-    for the first stage that departs."""
-    import time
-
-    reference = run_torch(reference_model, x)
-    results = []
-    for runner in runners:
-        tol = tolerance_for(runner.precision, **(limits or {}))
-        t = time.perf_counter()
-        out = run_batched(runner.fn, x)
-        if out.shape != reference.shape:
-            raise VnexportError(f"its output has shape {list(out.shape)}, the training "
-                                f"checkpoint's {list(reference.shape)}: not the same network",
-                                runner.path)
-        comp = compare(reference, out, tol)
-        res = ArtifactResult(path=str(runner.path), kind=runner.kind, precision=runner.precision,
-                             backend=runner.backend, comparison=comp,
-                             seconds=time.perf_counter() - t, notes=list(runner.notes))
-        if locate and not comp.passed:
-            from .locate import locate as find_stage
-
-            res.location = find_stage(reference_model, runner, x, tol, threads=threads)
-        results.append(res)
-    return results
-
-
-def results_table(results: list[ArtifactResult]) -> list[str]:
-    """The terminal table: one row per artifact, every figure, and the verdict."""
-    width = max([len("artifact")] + [len(Path(r.path).name) for r in results])
-    lines = [f"{'artifact':<{width}}  {'kind':<8} {'prec':<5} {'max abs':>10} {'max rel':>10} "
-             f"{'cosine':>12} {'top-1':>8}  result"]
-    for r in results:
-        c = r.comparison
-        lines.append(f"{Path(r.path).name:<{width}}  {r.kind:<8} {r.precision:<5} "
-                     f"{c.max_abs:>10.3e} {c.max_rel:>10.3e} {c.cosine:>12.8f} "
-                     f"{c.top1_agreement:>8.2%}  {'PASS' if c.passed else 'FAIL'}")
-    return lines

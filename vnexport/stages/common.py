@@ -1,0 +1,109 @@
+"""What every stage shares: where its messages go, checkpoint loading options, the result
+contract (a report for JSON, closing lines, an exit code), default output names."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..errors import EXIT_OK, VnexportError
+from ..model import check_img_size as _img_size_reason
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+@dataclass
+class Log:
+    """Where a stage's progress goes: ``echo`` for results, ``note`` for warnings (stderr)."""
+
+    echo: Callable[[str], None] = print
+    note: Callable[[str], None] = _stderr
+
+
+@dataclass
+class Result:
+    """What a stage returns: ``report`` (the JSON report; None: none), ``closing`` (the lines
+    printed after the report is written) and ``exit_code`` (0, or 1 when a check failed)."""
+
+    report: Optional[dict] = None
+    closing: list[str] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def to_dict(self) -> Optional[dict]:
+        return self.report
+
+    def lines(self) -> list[str]:
+        return list(self.closing)
+
+
+@dataclass(frozen=True)
+class Source:
+    """How to read a checkpoint: the loading options every checkpoint-reading command takes
+    (``strides`` and ``ada_pool`` as comma-separated text, as given)."""
+
+    key: str = "auto"
+    model: Optional[str] = None
+    strides: Optional[str] = None
+    ada_pool: Optional[str] = None
+    act_learn: Optional[float] = None
+    trust: bool = False
+
+
+def parse_ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise VnexportError(f"{option} takes comma-separated integers, got {text!r}") from None
+
+
+def load(ckpt: Path, src: Source, log: Log) -> Checkpoint:
+    """Load ``ckpt`` with ``src``'s options; its notes go to ``log.note``."""
+    if src.trust:
+        log.note("warning: --trust-remote-pickle: loading with weights_only=False runs code "
+                 "from the file")
+    loaded = load_checkpoint(ckpt, key=src.key, model=src.model,
+                             strides=parse_ints(src.strides, "--strides"),
+                             ada_pool=parse_ints(src.ada_pool, "--ada-pool"),
+                             act_learn=src.act_learn, trust=src.trust)
+    for n in loaded.notes:
+        log.note(f"{ckpt.name}: {n}")
+    return loaded
+
+
+def check_img_size(cfg, img_size: int) -> None:
+    reason = _img_size_reason(cfg, img_size)
+    if reason:
+        raise VnexportError(f"--img-size: {reason}")
+
+
+def default_output(ckpt: Path, suffix: str) -> Path:
+    stem = ckpt.name.split(".")[0]
+    return ckpt.with_name(f"{stem}{suffix}")
+
+
+def comparison_lines(label: str, comp) -> list[str]:
+    verdict = "PASS" if comp.passed else "FAIL: " + "; ".join(comp.failures)
+    return [f"{label}: {comp.summary()}", f"{label}: {verdict} (tolerance: "
+            f"{comp.tolerance.describe()})"]
+
+
+def precision_comparison_lines(comps: dict) -> list[str]:
+    lines = []
+    if "fp16 emulated" in comps:
+        lines.append("ONNX Runtime's CPU provider runs float16 Conv in float32 (weights rounded "
+                     "only); also checking float16 activations, emulated (every converted node's "
+                     "output rounded to float16)")
+    for label, comp in comps.items():
+        lines += comparison_lines(f"verify {label}", comp)
+    return lines

@@ -1,0 +1,64 @@
+"""``vnexport info``: what a checkpoint is (form, variant, config, weights, epoch, cost)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model import multiply_adds, parameter_count
+from .common import Log, Result, Source, check_img_size, load
+
+
+@dataclass(frozen=True)
+class InfoOptions:
+    ckpt: Path
+    source: Source = field(default_factory=Source)
+    img_size: int = 224
+
+
+@dataclass
+class InfoResult(Result):
+    text: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return list(self.text)
+
+
+def run(opts: InfoOptions, log: Log = Log()) -> InfoResult:
+    ckpt, img_size = opts.ckpt, opts.img_size
+    c = load(ckpt, opts.source, log)
+    check_img_size(c.cfg, img_size)
+    data = {
+        "file": str(ckpt), "sha256": c.sha256, "form": c.form, "variant": c.variant,
+        "config": c.cfg.to_dict(), "key": c.key, "epoch": c.epoch, "act_learn": c.act_learn,
+        "act_learn_source": c.act_learn_source,
+        "params_training": parameter_count(c.cfg, deploy=False),
+        "params_deploy": parameter_count(c.cfg, deploy=True),
+        "img_size": img_size,
+        "macs_deploy": multiply_adds(c.cfg, img_size, deploy=True),
+        "macs_training": multiply_adds(c.cfg, img_size, deploy=False),
+        "mergeable": c.act_learn >= 1.0,
+    }
+    if c.meta:
+        data["vnexport"] = {k: v for k, v in c.meta.items() if k != "config"}
+    return InfoResult(report=data, text=_text(c, data, ckpt, img_size))
+
+
+def _text(c, data: dict, ckpt: Path, img_size: int) -> list[str]:
+    cfg = c.cfg
+    return [
+        f"file        {ckpt}",
+        f"form        {c.form}",
+        f"variant     {c.variant}",
+        f"config      dims {list(cfg.dims)}, strides {list(cfg.strides)}"
+        + (f", ada_pool {list(cfg.ada_pool)}" if cfg.ada_pool else "")
+        + f", act_num {cfg.act_num}, classes {cfg.num_classes}, in_chans {cfg.in_chans}",
+        f"weights     {c.key or 'bare state dict'}",
+        f"epoch       {c.epoch if c.epoch is not None else '-'}",
+        f"act_learn   {c.act_learn:.4g} ({c.act_learn_source})"
+        + ("" if c.act_learn >= 1 else "  -> the paired convs do NOT merge exactly yet"),
+        f"params      {data['params_deploy'] / 1e6:.1f} M deploy"
+        + (f", {data['params_training'] / 1e6:.1f} M training" if c.form == "training" else ""),
+        f"mult-adds   {data['macs_deploy'] / 1e9:.2f} G deploy at {img_size}x{img_size}",
+        f"sha256      {c.sha256}",
+    ]
