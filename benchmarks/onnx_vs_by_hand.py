@@ -32,8 +32,10 @@ import torch
 from vnexport.bench import ort_call
 from vnexport.checkpoint import load_checkpoint
 from vnexport.model import VARIANTS
-from vnexport.onnx_export import export_onnx, op_inventory
-from vnexport.runners import ort_session, run_ort
+from vnexport.onnx_export import export_onnx
+from vnexport.onnx_file import op_inventory
+from vnexport.ort import run as run_ort
+from vnexport.ort import session as ort_session
 from vnexport.synthetic import write_training_checkpoint
 
 

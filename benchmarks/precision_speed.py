@@ -29,8 +29,9 @@ from run import machine_info, machine_slug  # noqa: E402 (the benchmarks' shared
 from vnexport.checkpoint import load_checkpoint
 from vnexport.fuse import deploy_model
 from vnexport.model import VARIANTS
-from vnexport.precision import (apply_precision, fp32_onnx_from_deploy, latencies_ms, session,
-                                to_int8)
+from vnexport import ort
+from vnexport.onnx_export import fp32_onnx_from_deploy
+from vnexport.precision import apply_precision, latencies_ms, to_int8
 from vnexport.synthetic import write_training_checkpoint
 from vnexport.verify import random_inputs
 
@@ -59,7 +60,7 @@ def build_files(variant: str, folder: Path, img_size: int, n_calib: int) -> dict
 
 def measure(files: dict[str, Path], img_size: int) -> dict[str, list[float]]:
     x = np.random.default_rng(0).standard_normal((1, 3, img_size, img_size), dtype=np.float32)
-    sessions = {k: session(p, threads=THREADS) for k, p in files.items()}
+    sessions = {k: ort.session(p, threads=THREADS, device="cpu") for k, p in files.items()}
     return latencies_ms(sessions, x, runs=RUNS, warmup=WARMUP)
 
 

@@ -216,7 +216,7 @@ def latency_table(name: str, files: dict, batches: list[int], args, log) -> dict
     all cells of the model measured interleaved."""
     from vnexport import bench as b
     from vnexport.checkpoint import load_checkpoint
-    from vnexport.runners import ort_session
+    from vnexport.ort import session as ort_session
 
     models = {p: load_checkpoint(files[p]).build_model() for p in ("training", "deploy")}
     sessions: dict = {}
@@ -254,7 +254,7 @@ def by_hand_batch1_at_batch8(path: Path, img_size: int, threads: int) -> str:
     """What happens when the by-hand batch-1 file gets a batch of 8."""
     import numpy as np
 
-    from vnexport.runners import ort_session
+    from vnexport.ort import session as ort_session
 
     s = ort_session(path, threads=threads, device="cpu")
     try:

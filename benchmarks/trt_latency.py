@@ -36,7 +36,8 @@ def build_verified(variant: str, precision: str, batches: list[int], img: int, w
     from vnexport.checkpoint import load_checkpoint
     from vnexport.model import VARIANTS
     from vnexport.synthetic import write_training_checkpoint
-    from vnexport.verify import compare, random_inputs, run_torch
+    from vnexport.stages.trt import export_for_engine
+    from vnexport.verify import compare, random_inputs, run_torch, tolerance_for
 
     cfg = VARIANTS[variant]
     ckpt_path = workdir / f"checkpoint-{variant}.pth"
@@ -47,7 +48,7 @@ def build_verified(variant: str, precision: str, batches: list[int], img: int, w
                               timing_cache=cache)
     onnx_path = workdir / f"{variant}_{precision}.onnx"
     try:
-        vt.export_for_engine(ckpt, onnx_path, precision, options, img_size=img)
+        export_for_engine(ckpt, onnx_path, precision, options, img_size=img)
         producer = "vnexport.onnx_export"
     except VnexportError as e:
         if precision == "fp32":
@@ -55,7 +56,7 @@ def build_verified(variant: str, precision: str, batches: list[int], img: int, w
         return {"variant": variant, "precision": precision, "skipped": str(e)}
     x = random_inputs(cfg, 8, img, seed=1)
     ref = run_torch(ckpt.build_model(), x)
-    tol = vt.tolerance_for(precision)
+    tol = tolerance_for(precision)
     engine = workdir / f"{variant}_{precision}.engine"
     for p in (engine, vt.provenance_path(engine)):
         p.unlink(missing_ok=True)

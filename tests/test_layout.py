@@ -170,3 +170,20 @@ def test_checker_resolves_relative_and_absolute_imports():
     assert found == [({"vnexport", "vnexport.ort", "vnexport.trt"}, False),
                      ({"vnexport.errors"}, False), ({"vnexport.fileio"}, False),
                      ({"vnexport.onnx_file"}, False), ({"vnexport.stages.common"}, True)]
+
+
+def test_readme_python_api_imports_resolve():
+    """Every name README's Python API block imports exists (README once documented a
+    ``run_onnx`` that did not)."""
+    readme = (PKG.parent / "README.md").read_text()
+    block = readme.split("#### Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    imports = [n for n in ast.parse(block).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert imports, "no imports found in README's Python API block"
+    calls = {f"{n.value.id}.{n.attr}" for n in ast.walk(ast.parse(block))
+             if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    namespace: dict = {}
+    for node in imports:
+        exec(compile(ast.Module([node], []), "README.md", "exec"), namespace)
+    missing = [c for c in sorted(calls) if c.split(".")[0] in namespace
+               and not hasattr(namespace[c.split(".")[0]], c.split(".")[1])]
+    assert not missing, f"README's Python API names what does not exist: {missing}"

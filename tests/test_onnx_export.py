@@ -23,9 +23,10 @@ from vnexport.errors import VnexportError
 from vnexport.fuse import deploy_model, provenance, save_deploy
 from vnexport.model import VARIANTS, VanillaNetConfig
 from vnexport.onnx_export import (STRIDE_VARIANT_OPS, check_options, expected_conv_count,
-                                  export_onnx, get_metadata, onnx_model_from_deploy,
-                                  op_inventory, run_session_batched, serialize)
-from vnexport.runners import ort_session, run_ort
+                                  export_onnx, onnx_model_from_deploy)
+from vnexport.onnx_file import get_metadata, op_inventory, serialize
+from vnexport.ort import run as run_ort
+from vnexport.ort import session as ort_session
 from vnexport.synthetic import random_training_model, write_training_checkpoint
 from vnexport.verify import compare, random_inputs
 
@@ -51,7 +52,7 @@ def assert_matches_training(training, proto, x: torch.Tensor) -> None:
     """ONNX Runtime output vs the training-form network (the independent path): fp32 limits."""
     with torch.no_grad():
         ref = training(x).double().numpy()
-    out = run_session_batched(ort_session(proto, device="cpu"), x.numpy())  # static: chunks
+    out = run_ort(ort_session(proto, device="cpu"), x.numpy())  # static: chunks
     comp = compare(ref, out)
     assert comp.max_rel <= 1e-4, comp.summary()
     assert comp.top1_agreement == 1.0, comp.summary()

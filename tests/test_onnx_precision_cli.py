@@ -12,8 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vnexport.cli import app
-from vnexport.onnx_export import get_metadata
-from vnexport.runners import ort_session, run_ort
+from vnexport.onnx_file import get_metadata
+from vnexport.ort import run as run_ort
+from vnexport.ort import session as ort_session
 
 runner = CliRunner()
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vnexport import ort
 from vnexport import precision as P
 from vnexport.checkpoint import load_checkpoint
 from vnexport.cli import app
@@ -54,7 +55,7 @@ def tiny(tmp_path_factory):
 
 
 def ort_out(model, x) -> np.ndarray:
-    return P.run(P.session(model), np.asarray(x))
+    return ort.run(ort.session(model, device="cpu"), np.asarray(x), batch=8)
 
 
 def initializer_types(model) -> set[int]:
@@ -120,9 +121,9 @@ def test_fp16_io(tiny):
     assert not rep.keep_io_fp32
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert m.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    sess = P.session(m)
+    sess = ort.session(m, device="cpu")
     assert sess.get_inputs()[0].type == "tensor(float16)"
-    comp = compare(tiny.reference, P.run(sess, tiny.x.numpy()), tolerance_for("fp16"))
+    comp = compare(tiny.reference, ort.run(sess, tiny.x.numpy(), batch=8), tolerance_for("fp16"))
     assert comp.passed, comp.failures
 
 
@@ -412,11 +413,11 @@ def test_cli_help_documents_every_option():
 
 
 def test_demo_stage_precision(tiny, tmp_path):
-    from vnexport import demo
+    from vnexport.stages import demo
 
-    assert P.stage_precision in demo.STAGES
+    assert demo.stage_precision in demo.STAGES
     lines = []
-    res = P.stage_precision(tiny.ckpt, tiny.x, tiny.reference, tmp_path, lines.append)
+    res = demo.stage_precision(tiny.ckpt, tiny.x, tiny.reference, tmp_path, lines.append)
     assert res.passed, res.extra
     sizes = {p: res.extra[p]["mib"] for p in P.PRECISIONS}
     assert sizes["int8"] < sizes["fp16"] < sizes["fp32"]

@@ -129,7 +129,10 @@ def test_run_ort_chunks_and_extra_outputs(small, x, reference):
     (as locate and fp16 calibration fetch them) come back for every input."""
     import onnx
 
-    from vnexport.runners import ort_session, run_ort, run_ort_outputs, with_extra_outputs
+    from vnexport.onnx_file import with_extra_outputs
+    from vnexport.ort import run as run_ort
+    from vnexport.ort import run_outputs as run_ort_outputs
+    from vnexport.ort import session as ort_session
 
     model = onnx.load(str(small.onnx))
     session = ort_session(model, device="cpu")

@@ -23,11 +23,17 @@ import onnx
 import pytest
 import torch
 
+from vnexport import ort
 from vnexport import trt as vt
+from vnexport.fileio import write_json_atomic
+from vnexport import onnx_file
+from vnexport.onnx_file import PRECISIONS
+from vnexport.stages import demo as demo_stages
+from vnexport.stages import trt as trt_stage
 from vnexport.errors import EXIT_MISSING_RUNTIME, MissingRuntimeError, VnexportError
 from vnexport.model import VanillaNetConfig
 from vnexport.synthetic import random_training_model, write_training_checkpoint
-from vnexport.verify import FP32, compare, random_inputs, run_torch
+from vnexport.verify import FP32, compare, random_inputs, run_torch, tolerance_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = VanillaNetConfig(dims=(32, 64, 128), strides=(2, 2), num_classes=10)
@@ -144,24 +150,24 @@ def test_build_options_ok(tmp_path):
 
 
 def test_read_onnx_input(onnx_files):
-    static = vt.read_onnx_input(onnx_files["fp32_static"])
-    assert static == vt.OnnxInput("input", (1, 3, SMALL_IMG, SMALL_IMG), "float32")
-    dyn = vt.read_onnx_input(onnx_files["fp32_dynamic"])
+    static = onnx_file.read_onnx_input(onnx_files["fp32_static"])
+    assert static == onnx_file.OnnxInput("input", (1, 3, SMALL_IMG, SMALL_IMG), "float32")
+    dyn = onnx_file.read_onnx_input(onnx_files["fp32_dynamic"])
     assert dyn.batch is None and dyn.shape[1:] == (3, SMALL_IMG, SMALL_IMG)
-    assert vt.read_onnx_input(onnx_files["fp16"]).dtype == "float16"
+    assert onnx_file.read_onnx_input(onnx_files["fp16"]).dtype == "float16"
 
 
 def test_read_onnx_input_refuses_garbage(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00not an onnx file at all\xff" * 10)
     with pytest.raises(VnexportError, match="not a readable ONNX file"):
-        vt.read_onnx_input(bad)
+        onnx_file.read_onnx_input(bad)
     with pytest.raises(VnexportError, match="no such file"):
-        vt.read_onnx_input(tmp_path / "missing.onnx")
+        onnx_file.read_onnx_input(tmp_path / "missing.onnx")
 
 
-DYN = vt.OnnxInput("input", (None, 3, 224, 224), "float32")
-STATIC4 = vt.OnnxInput("input", (4, 3, 224, 224), "float32")
+DYN = onnx_file.OnnxInput("input", (None, 3, 224, 224), "float32")
+STATIC4 = onnx_file.OnnxInput("input", (4, 3, 224, 224), "float32")
 
 
 @pytest.mark.parametrize("kw, expect", [
@@ -202,7 +208,7 @@ def test_profile_static_batch_refused():
 
 
 def test_profile_spatial_dims():
-    hw = vt.OnnxInput("input", (None, 3, None, None), "float32")
+    hw = onnx_file.OnnxInput("input", (None, 3, None, None), "float32")
     with pytest.raises(VnexportError, match="dynamic height/width; pass --img-size"):
         vt.resolve_profile(hw, vt.BuildOptions())
     assert vt.resolve_profile(hw, vt.BuildOptions(), img_size=160).max == (1, 3, 160, 160)
@@ -217,7 +223,7 @@ def test_profile_spatial_dims():
 @pytest.mark.parametrize("name, expect", [("fp32_static", "fp32"), ("fp32_dynamic", "fp32"),
                                           ("fp16", "fp16"), ("int8", "int8")])
 def test_detect_precision(onnx_files, name, expect):
-    assert vt.detect_precision(onnx_files[name]) == expect
+    assert onnx_file.detect_precision(onnx_files[name]) == expect
 
 
 def test_detect_precision_fp16_with_fp32_io(onnx_files, tmp_path):
@@ -236,25 +242,25 @@ def test_detect_precision_fp16_with_fp32_io(onnx_files, tmp_path):
     assert first is not None
     path = tmp_path / "mixed.onnx"
     onnx.save(m, str(path))
-    assert vt.read_onnx_input(path).dtype == "float32"
-    assert vt.detect_precision(path) == "fp16"
+    assert onnx_file.read_onnx_input(path).dtype == "float32"
+    assert onnx_file.detect_precision(path) == "fp16"
 
 
 def test_detect_precision_refuses_uint8_qdq(onnx_files):
     with pytest.raises(VnexportError, match="UINT8.*symmetric int8"):
-        vt.detect_precision(onnx_files["uint8"])
+        onnx_file.detect_precision(onnx_files["uint8"])
 
 
 def test_tolerances_by_precision():
-    assert vt.tolerance_for("fp32") == FP32
-    fp16 = vt.tolerance_for("fp16")
+    assert tolerance_for("fp32") == FP32
+    fp16 = tolerance_for("fp16")
     assert (fp16.min_cosine, fp16.min_top1, fp16.max_rel) == (0.9999, 0.99, None)
-    int8 = vt.tolerance_for("int8")
+    int8 = tolerance_for("int8")
     assert (int8.min_top1, int8.min_cosine, int8.max_rel) == (0.98, None, None)
-    assert vt.tolerance_for("int8", min_agreement=0.9).min_top1 == 0.9
-    assert vt.tolerance_for("fp32", max_rel=1e-3).max_rel == 1e-3
+    assert tolerance_for("int8", min_agreement=0.9).min_top1 == 0.9
+    assert tolerance_for("fp32", max_rel=1e-3).max_rel == 1e-3
     with pytest.raises(VnexportError, match="unknown precision"):
-        vt.tolerance_for("bf16")
+        tolerance_for("bf16")
 
 
 # ------------------------------------------------------------------------------------------
@@ -268,15 +274,15 @@ def test_provenance_content(onnx_files, tmp_path):
     options = vt.BuildOptions(min_batch=1, opt_batch=8, max_batch=32, hardware_compat="ampere+",
                               builder_opt_level=4, workspace_gib=2.0,
                               timing_cache=tmp_path / "trt.cache")
-    profile = vt.resolve_profile(vt.OnnxInput("input", (None, 3, 64, 64), "float16"), options)
+    profile = vt.resolve_profile(onnx_file.OnnxInput("input", (None, 3, 64, 64), "float16"), options)
     x = np.random.default_rng(0).standard_normal((4, 10))
-    comp = compare(x, x + 1e-7, vt.tolerance_for("fp16"))
+    comp = compare(x, x + 1e-7, tolerance_for("fp16"))
     runtime = {"tensorrt": "11.4.0.106", "polygraphy": "0.53.6",
                "gpu": {"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}}
     engine = tmp_path / "m.engine"
     meta = vt.make_provenance(
         engine_path=engine, engine_sha256="ab" * 32, onnx_path=src,
-        onnx_sha256=sha256_of(src), precision=vt.detect_precision(src), profile=profile,
+        onnx_sha256=sha256_of(src), precision=onnx_file.detect_precision(src), profile=profile,
         options=options, runtime=runtime, build_seconds=12.3456, comparison=comp,
         reference="training form of ckpt.pth", verification_inputs={"n": 4, "img_size": 64})
     assert meta["tensorrt_version"] == "11.4.0.106"
@@ -291,7 +297,7 @@ def test_provenance_content(onnx_files, tmp_path):
     assert meta["verification"]["tolerance"]["min_cosine"] == 0.9999
     path = vt.provenance_path(engine)
     assert path.name == "m.engine.json"
-    vt.write_json_atomic(path, meta)
+    write_json_atomic(path, meta)
     assert json.loads(path.read_text()) == json.loads(json.dumps(meta, default=str))
     assert [p.name for p in tmp_path.iterdir()] == ["m.engine.json"]  # no temp file left
 
@@ -426,15 +432,21 @@ def test_only_trt_module_mentions_tensorrt_imports():
 # references used for verification (CPU)
 
 
+def ort_reference(onnx_path, x):
+    """What the trt stage compares with when no checkpoint is given: ONNX Runtime (CPU) on the
+    same file, in chunks of 8 (a static batch padded to it)."""
+    return ort.run(ort.session(onnx_path, device="cpu"), x, batch=8, path=onnx_path)
+
+
 def test_onnxruntime_reference_matches_training_form(onnx_files):
     """The ONNX Runtime reference (used without --reference) agrees with the training form."""
     x = random_inputs(SMALL, 5, SMALL_IMG, seed=3)
     ref = run_torch(random_training_model(SMALL, 0), x)
     for name in ("fp32_static", "fp32_dynamic"):  # static: 5 inputs run one by one
-        out = vt.onnxruntime_outputs(onnx_files[name], x.numpy())
+        out = ort_reference(onnx_files[name], x.numpy())
         assert compare(ref, out, FP32).passed
-    out16 = vt.onnxruntime_outputs(onnx_files["fp16"], x.numpy())
-    assert compare(ref, out16, vt.tolerance_for("fp16", min_cosine=0.999)).cosine > 0.999
+    out16 = ort_reference(onnx_files["fp16"], x.numpy())
+    assert compare(ref, out16, tolerance_for("fp16", min_cosine=0.999)).cosine > 0.999
 
 
 def test_demo_stage_skips_plainly(tmp_path):
@@ -445,13 +457,11 @@ def test_demo_stage_skips_plainly(tmp_path):
     ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL),
                            strides=SMALL.strides)
     x = random_inputs(SMALL, 2, SMALL_IMG)
-    r = vt.demo_stage(ckpt, x, None, tmp_path, print)
+    r = demo_stages.stage_trt(ckpt, x, None, tmp_path, print)
     assert r.passed is None and r.stage == "trt"
     assert r.detail == NO_RUNTIME
     assert "pip install 'vnexport[trt]'" in r.detail or "--gpus all" in r.detail
-    from vnexport import demo
-
-    assert demo.STAGES[-1] is vt.demo_stage
+    assert demo_stages.STAGES[-1] is demo_stages.stage_trt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
 
 
@@ -484,15 +494,15 @@ def _onnx_for(ckpt, precision: str, path: Path, img: int, max_batch: int) -> Pat
     """The ONNX stage's file for an engine of batch 1..``max_batch``."""
     options = vt.BuildOptions(min_batch=1, opt_batch=1, max_batch=max_batch)
     try:
-        return vt.export_for_engine(ckpt, path, precision, options, img_size=img)
+        return trt_stage.export_for_engine(ckpt, path, precision, options, img_size=img)
     except VnexportError as e:
         if precision == "fp32":
             raise
         pytest.skip(f"{precision} ONNX needs the precision stage: {e}")
 
 
-GPU_CASES = [("custom", SMALL, SMALL_IMG, p) for p in vt.PRECISIONS] + \
-            [("vanillanet_5", "vanillanet_5", 224, p) for p in vt.PRECISIONS]
+GPU_CASES = [("custom", SMALL, SMALL_IMG, p) for p in PRECISIONS] + \
+            [("vanillanet_5", "vanillanet_5", 224, p) for p in PRECISIONS]
 
 
 @pytest.mark.gpu
@@ -506,10 +516,10 @@ def test_gpu_build_and_verify(runtime, tmp_path, label, cfg, img, precision):
     ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", cfg, seed=1),
                            strides=cfg.strides)
     onnx_path = _onnx_for(ckpt, precision, tmp_path / f"m_{precision}.onnx", img, max_batch=8)
-    assert vt.detect_precision(onnx_path) == precision
+    assert onnx_file.detect_precision(onnx_path) == precision
     x = random_inputs(cfg, 8, img, seed=5)
     ref = run_torch(ckpt.build_model(), x)  # the fp32 training form: the independent path
-    tol = vt.tolerance_for(precision)
+    tol = tolerance_for(precision)
     engine = tmp_path / f"m_{precision}.engine"
     options = vt.BuildOptions(min_batch=1, opt_batch=4, max_batch=8,
                               timing_cache=tmp_path / "trt.cache")
@@ -593,7 +603,7 @@ def ort_as_engine(monkeypatch, tmp_path_factory):
         return f
 
     def infer(plan_file, x):  # chunks to the file's batch, as the engine runner does
-        out = vt.onnxruntime_outputs(plan_file, x)
+        out = ort_reference(plan_file, x)
         return out + state["perturb"] * np.abs(out).max()
 
     monkeypatch.setattr(vt, "require_runtime", lambda hw="none": {
@@ -684,6 +694,6 @@ def test_gpu_demo_stage(runtime, tmp_path):
     ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=4),
                            strides=SMALL.strides)
     x = random_inputs(SMALL, 4, SMALL_IMG, seed=8)
-    r = vt.demo_stage(ckpt, x, run_torch(ckpt.build_model(), x), tmp_path, print)
+    r = demo_stages.stage_trt(ckpt, x, run_torch(ckpt.build_model(), x), tmp_path, print)
     assert r.passed is True, r.detail
     assert Path(r.artifact).is_file() and vt.provenance_path(r.artifact).is_file()

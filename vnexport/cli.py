@@ -318,17 +318,15 @@ def log(json_out: Optional[str] = None):
 def write_json(target: Optional[str], data: Any) -> None:
     if target is None:
         return
-    text = json.dumps(data, indent=2, default=str)
     if target == "-":
-        echo(text)
+        echo(json.dumps(data, indent=2, default=str))
         return
-    from .fileio import atomic_output
+    from .fileio import write_json_atomic
 
     path = Path(target)
     if not path.parent.is_dir():
         raise VnexportError("cannot write the JSON report: its folder does not exist", path)
-    with atomic_output(path) as tmp:
-        tmp.write_text(text + "\n")
+    write_json_atomic(path, data)
 
 
 def finish(result, json_out: Optional[str], out: Callable[[str], None] = echo) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import VnexportError
 
@@ -45,3 +46,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """``data`` as indented JSON (anything else as its str), written atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

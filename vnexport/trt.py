@@ -1,4 +1,5 @@
-"""The TensorRT stage: a strongly typed engine from an ONNX file, verified, with provenance.
+"""The TensorRT runtime: strongly typed engines from ONNX files (builders, engines, provenance,
+latency). The ``vnexport trt`` flow that uses them is ``vnexport/stages/trt.py``.
 
 Precision comes from the ONNX file (an FP16 graph, or Q/DQ INT8), never from builder flags:
 TensorRT 11 builds only strongly typed networks and removed BuilderFlag.FP16/INT8, and

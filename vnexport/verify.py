@@ -158,7 +158,6 @@ def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: in
     return random_inputs(cfg, n, img_size, seed)
 
 
-@torch.no_grad()
 def calibration_inputs(cfg, precision: str, n: int, img_size: int, seed: int = 0,
                        images: str | Path | None = None,
                        verify_x: torch.Tensor | None = None) -> np.ndarray:
@@ -173,6 +172,7 @@ def calibration_inputs(cfg, precision: str, n: int, img_size: int, seed: int = 0
     return random_inputs(cfg, n, img_size, seed + 1).numpy()
 
 
+@torch.no_grad()
 def run_torch(model: torch.nn.Module, x: torch.Tensor, batch: int = 8) -> np.ndarray:
     """Outputs of a PyTorch model in batches, as float64 numpy (channels-last on the CPU, which
     oneDNN runs about 20% faster for these convolutions)."""
