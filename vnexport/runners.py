@@ -104,11 +104,6 @@ def ort_from_onnx(path: str | os.PathLike, threads: int | None = None,
 # TensorRT
 
 
-def _require_trt() -> None:
-    """TensorRT, Polygraphy and a CUDA GPU, or MissingRuntimeError (exit 3)."""
-    trt.require_runtime()
-
-
 def engine_precision(path: Path) -> tuple[str, list[str]]:
     """The engine's precision from the provenance JSON written beside it (``X.engine.json``)."""
     side = path.with_name(path.name + ".json")
@@ -126,7 +121,7 @@ def trt_from_engine(path: str | os.PathLike) -> Runner:
     path = Path(path)
     if not path.is_file():
         raise VnexportError("no such file", path)
-    _require_trt()
+    trt.require_runtime()  # TensorRT, Polygraphy and a CUDA GPU, or exit 3
     precision, notes = engine_precision(path)
 
     def fn(x: np.ndarray) -> np.ndarray:
