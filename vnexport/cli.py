@@ -655,3 +655,94 @@ def run() -> None:  # console-script entry point
 
 if __name__ == "__main__":
     run()
+
+
+# ------------------------------------------------------------------------------------------
+# triton, serve (Triton Inference Server)
+
+
+class TritonBackend(str, Enum):
+    platform = "platform"
+    python = "python"
+
+
+class InstanceKind(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+@app.command()
+@handle_errors
+def triton(
+    artifacts: list[Path] = typer.Argument(..., help="ONNX files (.onnx) and/or TensorRT engines "
+                                           "(with the <engine>.json vnexport trt writes)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The model repository folder "
+                                "(created if missing; one model folder per artifact)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (one artifact only). "
+                                       "Default: the file name before its first dot."),
+    version: int = typer.Option(1, "--version", help="Model version folder."),
+    backend: TritonBackend = typer.Option(TritonBackend.platform, "--backend", help="platform: "
+                                          "tensorrt_plan / onnxruntime_onnx as the file is; "
+                                          "python: a model.py running the ONNX file on "
+                                          "onnxruntime (servers without the onnxruntime "
+                                          "backend, such as vnexport serve's)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size. "
+                                            "Default: the engine's profile maximum, the ONNX "
+                                            "file's max_batch metadata, else 16."),
+    preferred_batch: Optional[str] = typer.Option(None, "--preferred-batch", help="Dynamic "
+                                                  "batching's preferred sizes, e.g. 4,8."),
+    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic "
+                                           "batching: longest wait to form a batch."),
+    instances: int = typer.Option(1, "--instances", help="Model instances (instance_group)."),
+    kind: InstanceKind = typer.Option(InstanceKind.auto, "--kind", help="Instance kind; an "
+                                      "engine is always KIND_GPU."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line "
+                                          "(as many as classes): top-k labels through Triton's "
+                                          "classification extension."),
+    preprocess: bool = typer.Option(False, "--preprocess", help="Add a Python-backend "
+                                    "preprocessing model and <name>_ensemble: image bytes in."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace existing model folders."),
+    json_out: Optional[str] = JsonOpt,
+) -> None:
+    """Write a Triton model repository: config.pbtxt (checked against the artifact), model
+    file, labels; optionally a preprocessing ensemble."""
+    from .stages.triton import TritonOptions, run as run_triton
+
+    result = run_triton(TritonOptions(
+        artifacts=tuple(artifacts), output=output, name=name, version=version,
+        backend=backend.value, max_batch=max_batch,
+        preferred_batch=parse_ints(preferred_batch, "--preferred-batch") or (),
+        max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind.value,
+        labels=labels, preprocess=preprocess, force=force))
+    out = note if json_out == "-" else echo
+    for line in result.lines():
+        out(line)
+    write_json(json_out, result.to_dict())
+
+
+@app.command()
+@handle_errors
+def serve(
+    target: Path = typer.Argument(..., help="A model repository folder, or one ONNX file "
+                                  "(served from a temporary Python-backend repository)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    http_port: int = typer.Option(8000, "--http-port"),
+    grpc_port: int = typer.Option(8001, "--grpc-port"),
+    metrics_port: int = typer.Option(8002, "--metrics-port"),
+    as_json: bool = typer.Option(False, "--json", help="Print the ready report as one JSON "
+                                 "line instead of text."),
+) -> None:
+    """Run Triton here (the nvidia-pytriton wheel's server, CPU) until Ctrl-C or SIGTERM."""
+    from .stages.serve import ServeOptions, run as run_serve
+
+    def ready(result) -> None:
+        if as_json:
+            echo(json.dumps(result.to_dict()))
+        else:
+            for line in result.lines():
+                echo(line)
+
+    result = run_serve(ServeOptions(target=target, host=host, http_port=http_port,
+                                    grpc_port=grpc_port, metrics_port=metrics_port), ready)
+    note(result.lines()[0])

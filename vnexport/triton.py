@@ -1,0 +1,587 @@
+"""Triton model repositories: from an artifact's facts to a model folder that Triton loads.
+
+One folder per model: ``config.pbtxt``, ``<version>/model.plan`` (a TensorRT engine,
+``platform: "tensorrt_plan"``), ``<version>/model.onnx`` (``platform: "onnxruntime_onnx"``) or,
+for servers without the onnxruntime backend, ``<version>/model.py`` + ``model.onnx`` (the Python
+backend running the file on onnxruntime). Optionally ``labels.txt`` (Triton's classification
+extension), a Python-backend preprocessing model (image bytes -> the network's input) and an
+ensemble ``<name>_ensemble`` chaining the two.
+
+The config text is generated from :class:`ModelFacts` and :class:`ServingOptions`, then parsed
+back with Triton's own ``ModelConfig`` protobuf (``tritonclient``) and checked against the
+artifact before anything is written (:func:`check_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import MissingRuntimeError, VnexportError
+from .model import IMAGENET_MEAN, IMAGENET_STD
+
+# ONNX TensorProto element types -> Triton data types
+ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32",
+                  7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64",
+                  16: "TYPE_BF16"}
+TRITON_TO_NUMPY = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_FP64": "float64"}
+DEFAULT_MAX_BATCH = 16  # for a dynamic-batch ONNX file whose metadata names no maximum
+KINDS = ("auto", "cpu", "gpu")
+BACKENDS = ("platform", "python")
+CROP_PCT = 0.875  # as vnexport.verify.preprocess
+IMAGE_INPUT = "IMAGE"
+PREPROCESSED = "preprocessed"
+LABELS_FILE = "labels.txt"
+TEMPLATES = Path(__file__).parent / "triton_backend"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a model folder must agree with, read from the artifact (never from options)."""
+
+    source: Path
+    kind: str  # "onnx" or "engine"
+    input_name: str
+    output_name: str
+    input_dtype: str  # Triton data type, e.g. TYPE_FP32
+    output_dtype: str
+    item_dims: tuple[int, ...]  # one input without its batch axis (C, H, W)
+    classes: int
+    max_batch: int  # largest batch the artifact takes (dynamic axis or engine profile)
+    dynamic_batch: bool
+    fixed_batch: int | None = None  # a static file's batch size
+    precision: str = "fp32"
+    img_size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    onnx_path: Path | None = None  # the ONNX file (the source ONNX file of an engine)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How the model is served: what the user chooses, checked against the facts."""
+
+    name: str
+    version: int = 1
+    backend: str = "platform"  # the artifact's own platform, or "python" (ONNX on onnxruntime)
+    max_batch: int | None = None  # None: as large as the artifact takes (capped for ONNX)
+    preferred_batch: tuple[int, ...] = ()
+    max_queue_delay_us: int = 100
+    instances: int = 1
+    kind: str = "auto"
+    labels: tuple[str, ...] | None = None
+    preprocess: bool = False
+
+
+@dataclass
+class ModelFolder:
+    """A model folder ready to be written: its name, config text and files (name -> source)."""
+
+    name: str
+    config: str
+    files: dict[str, Path | str | bytes] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# facts from artifacts
+
+
+def _dims(value_info) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in value_info.type.tensor_type.shape.dim]
+
+
+def _floats(meta: dict, key: str) -> tuple[float, ...] | None:
+    try:
+        value = json.loads(meta[key])
+        return tuple(float(v) for v in value)
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _int_or_none(meta: dict, key: str) -> int | None:
+    try:
+        value = json.loads(meta[key])
+    except (KeyError, ValueError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def onnx_precision(model, meta: dict) -> str:
+    """fp32, fp16 or int8 as the file is: its metadata, else its contents."""
+    if meta.get("vnexport.precision") in ("fp32", "fp16", "int8"):
+        return meta["vnexport.precision"]
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "int8"
+    if any(t.data_type == 10 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def _load_onnx(path: Path):
+    import onnx
+
+    if not path.is_file():
+        raise VnexportError("no such file", path)
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError, ValueError, google.protobuf errors
+        raise VnexportError(f"not a readable ONNX file ({type(e).__name__})", path) from None
+
+
+def _one(values, what: str, path: Path):
+    if len(values) != 1:
+        raise VnexportError(f"expected one {what}, the graph has {len(values)}", path)
+    return values[0]
+
+
+def _io(model, path: Path):
+    inits = {i.name for i in model.graph.initializer}
+    inp = _one([i for i in model.graph.input if i.name not in inits], "image input", path)
+    out = _one(list(model.graph.output), "output", path)
+    in_dims, out_dims = _dims(inp), _dims(out)
+    if len(in_dims) != 4 or any(d is None for d in in_dims[1:]):
+        raise VnexportError(f"input {inp.name!r} is not NCHW with static C, H, W "
+                            f"(dims {in_dims})", path)
+    if len(out_dims) != 2 or out_dims[1] is None:
+        raise VnexportError(f"output {out.name!r} is not [batch, classes] (dims {out_dims})",
+                            path)
+    dtypes = []
+    for v in (inp, out):
+        t = v.type.tensor_type.elem_type
+        if t not in ONNX_TO_TRITON:
+            raise VnexportError(f"{v.name!r} has ONNX element type {t}, which Triton cannot "
+                                "serve", path)
+        dtypes.append(ONNX_TO_TRITON[t])
+    return inp.name, out.name, dtypes, in_dims, out_dims
+
+
+def facts_from_onnx(path: str | os.PathLike) -> ModelFacts:
+    """Input/output names, dtypes, dims, batch axis, precision and normalisation of a file."""
+    path = Path(path)
+    model = _load_onnx(path)
+    meta = {p.key: p.value for p in model.metadata_props}
+    in_name, out_name, (in_t, out_t), in_dims, out_dims = _io(model, path)
+    dynamic = in_dims[0] is None
+    if dynamic:
+        declared = _int_or_none(meta, "max_batch")
+        max_batch = declared if declared and declared > 0 else DEFAULT_MAX_BATCH
+    else:
+        max_batch = in_dims[0]
+    img = _int_or_none(meta, "img_size")
+    return ModelFacts(
+        source=path, kind="onnx", input_name=in_name, output_name=out_name, input_dtype=in_t,
+        output_dtype=out_t, item_dims=tuple(in_dims[1:]), classes=int(out_dims[1]),
+        max_batch=max_batch, dynamic_batch=dynamic, fixed_batch=None if dynamic else in_dims[0],
+        precision=onnx_precision(model, meta), img_size=img or in_dims[-1],
+        mean=_floats(meta, "mean"), std=_floats(meta, "std"), onnx_path=path)
+
+
+def engine_provenance_path(engine: Path) -> Path:
+    """``model.engine`` -> ``model.engine.json`` (what ``vnexport trt`` writes beside it)."""
+    return engine.with_name(engine.name + ".json")
+
+
+def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
+    """An engine's facts: batch profile and precision from its provenance ``<engine>.json``,
+    names, dtypes and classes from the source ONNX file it names (beside the engine)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VnexportError("no such file", path)
+    prov_path = engine_provenance_path(path)
+    try:
+        prov = json.loads(prov_path.read_text())
+        profile = prov["profile"]
+        max_shape = [int(d) for d in profile["max"]]
+        source = path.parent / prov["source_onnx"]
+    except FileNotFoundError:
+        raise VnexportError(f"no provenance file {prov_path.name} beside the engine (vnexport "
+                            "trt writes it): the batch profile is unknown", path) from None
+    except (ValueError, KeyError, TypeError):
+        raise VnexportError("not a vnexport engine provenance file (needs profile.max and "
+                            "source_onnx)", prov_path) from None
+    if not source.is_file():
+        raise VnexportError(f"the engine's source ONNX file {source.name} (named in "
+                            f"{prov_path.name}) is not beside it", path)
+    onnx_facts = facts_from_onnx(source)
+    if profile.get("input", onnx_facts.input_name) != onnx_facts.input_name \
+            or tuple(max_shape[1:]) != onnx_facts.item_dims:
+        raise VnexportError(f"the profile {profile} does not match {source.name}'s input "
+                            f"{onnx_facts.input_name} {list(onnx_facts.item_dims)}", prov_path)
+    return replace(onnx_facts, source=path, kind="engine", max_batch=max_shape[0],
+                   dynamic_batch=True, fixed_batch=None,
+                   precision=str(prov.get("precision", onnx_facts.precision)))
+
+
+def read_facts(path: str | os.PathLike) -> ModelFacts:
+    """Facts of an ONNX file (``.onnx``) or an engine (anything with ``<file>.json`` beside)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return facts_from_onnx(path)
+    if engine_provenance_path(path).exists() or path.suffix.lower() in (".engine", ".plan"):
+        return facts_from_engine(path)
+    raise VnexportError("not an ONNX file (.onnx) or an engine with its provenance "
+                        "(<engine>.json)", path)
+
+
+def default_name(path: Path) -> str:
+    """``vanillanet_5.onnx`` -> ``vanillanet_5``: the file name before its first dot, with
+    characters a model folder should not have replaced by '_'."""
+    stem = path.name.split(".")[0] or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".-_") or "model"
+
+
+def read_labels(path: str | os.PathLike, classes: int) -> tuple[str, ...]:
+    """One class name per line; the count must equal the model's classes."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise VnexportError(f"not a readable UTF-8 text file ({getattr(e, 'strerror', e)})",
+                            path) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    labels = tuple(line.strip() for line in lines)
+    empty = [k + 1 for k, label in enumerate(labels) if not label]
+    if empty:
+        raise VnexportError(f"line {empty[0]} is empty; one class name per line", path)
+    if len(labels) != classes:
+        raise VnexportError(f"{len(labels)} labels, the model has {classes} classes", path)
+    return labels
+
+
+# --------------------------------------------------------------------------------------------
+# config text
+
+
+def batching(facts: ModelFacts, opts: ServingOptions) -> int:
+    """The config's ``max_batch_size``: 0 (no batching) for a static file."""
+    if not facts.dynamic_batch:
+        return 0
+    return opts.max_batch if opts.max_batch is not None else facts.max_batch
+
+
+def _dims_text(dims) -> str:
+    return "[ " + ", ".join(str(int(d)) for d in dims) + " ]"
+
+
+def _tensor(name: str, dtype: str, dims, extra: str = "") -> str:
+    return (f"  {{\n    name: \"{name}\"\n    data_type: {dtype}\n    dims: {_dims_text(dims)}\n"
+            f"{extra}  }}")
+
+
+def _io_dims(facts: ModelFacts, max_batch: int):
+    """The input and output dims a config states (with the batch axis only for a static file)."""
+    if max_batch:
+        return facts.item_dims, (facts.classes,)
+    return (facts.fixed_batch, *facts.item_dims), (facts.fixed_batch, facts.classes)
+
+
+def _scheduling(max_batch: int, opts: ServingOptions, kind: str) -> str:
+    text = f"instance_group [\n  {{\n    count: {opts.instances}\n"
+    text += f"    kind: {kind}\n  }}\n]\n" if kind != "KIND_AUTO" else "  }\n]\n"
+    if max_batch:
+        text += "dynamic_batching {\n"
+        if opts.preferred_batch:
+            text += f"  preferred_batch_size: {_dims_text(opts.preferred_batch)}\n"
+        text += f"  max_queue_delay_microseconds: {opts.max_queue_delay_us}\n}}\n"
+    return text
+
+
+def instance_kind(facts: ModelFacts, opts: ServingOptions) -> str:
+    if facts.kind == "engine":
+        return "KIND_GPU"
+    return {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}[opts.kind]
+
+
+def model_config(facts: ModelFacts, opts: ServingOptions) -> str:
+    """The classifier's ``config.pbtxt``."""
+    max_batch = batching(facts, opts)
+    in_dims, out_dims = _io_dims(facts, max_batch)
+    if opts.backend == "python":
+        head = 'backend: "python"\n'
+    elif facts.kind == "engine":
+        head = 'platform: "tensorrt_plan"\n'
+    else:
+        head = 'platform: "onnxruntime_onnx"\n'
+    label = f'    label_filename: "{LABELS_FILE}"\n' if opts.labels else ""
+    text = (f'name: "{opts.name}"\n{head}max_batch_size: {max_batch}\n'
+            f"input [\n{_tensor(facts.input_name, facts.input_dtype, in_dims)}\n]\n"
+            f"output [\n{_tensor(facts.output_name, facts.output_dtype, out_dims, label)}\n]\n"
+            f"version_policy: {{ specific: {{ versions: [ {opts.version} ] }} }}\n")
+    text += _scheduling(max_batch, opts, instance_kind(facts, opts))
+    if opts.backend == "python":
+        text += _parameters({"onnx_file": "model.onnx", "precision": facts.precision})
+    return text
+
+
+def _parameters(values: dict[str, str]) -> str:
+    return "".join(f'parameters {{\n  key: "{k}"\n  value: {{ string_value: {json.dumps(v)} }}\n'
+                   "}\n" for k, v in values.items())
+
+
+def preprocess_name(opts: ServingOptions) -> str:
+    return f"{opts.name}_preprocess"
+
+
+def ensemble_name(opts: ServingOptions) -> str:
+    return f"{opts.name}_ensemble"
+
+
+def preprocess_config(facts: ModelFacts, opts: ServingOptions) -> str:
+    """A Python-backend model: encoded image bytes in, the classifier's input out."""
+    max_batch = batching(facts, opts)
+    in_dims, _ = _io_dims(facts, max_batch)
+    bytes_dims = (1,) if max_batch else (facts.fixed_batch,)
+    kind = "KIND_CPU" if opts.kind != "gpu" else "KIND_GPU"
+    text = (f'name: "{preprocess_name(opts)}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+            f"input [\n{_tensor(IMAGE_INPUT, 'TYPE_STRING', bytes_dims)}\n]\n"
+            f"output [\n{_tensor(facts.input_name, facts.input_dtype, in_dims)}\n]\n"
+            f"version_policy: {{ specific: {{ versions: [ {opts.version} ] }} }}\n")
+    text += _scheduling(max_batch, replace(opts, preferred_batch=()), kind)
+    return text + _parameters({
+        "img_size": str(facts.item_dims[-1]), "crop_pct": str(CROP_PCT),
+        "mean": json.dumps(list(facts.mean or IMAGENET_MEAN)),
+        "std": json.dumps(list(facts.std or IMAGENET_STD)),
+        "dtype": TRITON_TO_NUMPY.get(facts.input_dtype, "float32")})
+
+
+def ensemble_config(facts: ModelFacts, opts: ServingOptions) -> str:
+    """``<name>_ensemble``: image bytes -> preprocessing -> classifier -> logits (labels)."""
+    max_batch = batching(facts, opts)
+    in_dims, out_dims = _io_dims(facts, max_batch)
+    bytes_dims = (1,) if max_batch else (facts.fixed_batch,)
+    label = f'    label_filename: "{LABELS_FILE}"\n' if opts.labels else ""
+    steps = [(preprocess_name(opts), {IMAGE_INPUT: IMAGE_INPUT}, {facts.input_name: PREPROCESSED}),
+             (opts.name, {facts.input_name: PREPROCESSED},
+              {facts.output_name: facts.output_name})]
+    text = (f'name: "{ensemble_name(opts)}"\nplatform: "ensemble"\nmax_batch_size: {max_batch}\n'
+            f"input [\n{_tensor(IMAGE_INPUT, 'TYPE_STRING', bytes_dims)}\n]\n"
+            f"output [\n{_tensor(facts.output_name, facts.output_dtype, out_dims, label)}\n]\n"
+            "ensemble_scheduling {\n  step [\n")
+    text += ",\n".join(
+        f'    {{\n      model_name: "{model}"\n      model_version: {opts.version}\n'
+        + "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in ins.items())
+        + "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outs.items())
+        + "    }" for model, ins, outs in steps)
+    return text + "\n  ]\n}\n"
+
+
+# --------------------------------------------------------------------------------------------
+# checking a config against the artifact
+
+
+def parse_config(text: str):
+    """``config.pbtxt`` text -> Triton's ``ModelConfig`` (tritonclient's protobuf)."""
+    try:
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise MissingRuntimeError("tritonclient is not installed; it checks every config "
+                                  "(pip install 'vnexport[serve]')") from None
+    try:
+        return text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as e:
+        raise VnexportError(f"the generated config does not parse as a Triton ModelConfig "
+                            f"({e})") from None
+
+
+def _tensor_problems(what: str, tensors, name: str, dtype: str, dims) -> list[str]:
+    from tritonclient.grpc import model_config_pb2
+
+    if len(tensors) != 1:
+        return [f"{len(tensors)} {what}s, expected 1"]
+    t = tensors[0]
+    got = (t.name, model_config_pb2.DataType.Name(t.data_type), tuple(t.dims))
+    want = (name, dtype, tuple(int(d) for d in dims))
+    return [] if got == want else [f"{what} {got} differs from the artifact's {want}"]
+
+
+def check_config(text: str, facts: ModelFacts, opts: ServingOptions,
+                 role: str = "classifier"):
+    """Parse ``text`` as a ``ModelConfig`` and check it states what the artifact is: names,
+    dtypes, dims and max batch (``role``: classifier, preprocess or ensemble). Returns the
+    parsed config; a disagreement is a VnexportError naming the model."""
+    cfg = parse_config(text)
+    max_batch = batching(facts, opts)
+    in_dims, out_dims = _io_dims(facts, max_batch)
+    bytes_dims = (1,) if max_batch else (facts.fixed_batch,)
+    expect = {"classifier": (opts.name, (facts.input_name, facts.input_dtype, in_dims)),
+              "preprocess": (preprocess_name(opts), (IMAGE_INPUT, "TYPE_STRING", bytes_dims)),
+              "ensemble": (ensemble_name(opts), (IMAGE_INPUT, "TYPE_STRING", bytes_dims))}
+    name, inp = expect[role]
+    out = ((facts.input_name, facts.input_dtype, in_dims) if role == "preprocess"
+           else (facts.output_name, facts.output_dtype, out_dims))
+    problems = [] if cfg.name == name else [f"name {cfg.name!r}, expected {name!r}"]
+    if cfg.max_batch_size != max_batch:
+        problems.append(f"max_batch_size {cfg.max_batch_size}, the artifact takes {max_batch}")
+    problems += _tensor_problems("input", cfg.input, *inp)
+    problems += _tensor_problems("output", cfg.output, *out)
+    if role == "classifier" and facts.kind == "engine" and cfg.platform != "tensorrt_plan" \
+            and cfg.backend != "tensorrt":
+        problems.append(f"platform {cfg.platform!r} cannot run a TensorRT engine")
+    if role == "ensemble":
+        steps = [s.model_name for s in cfg.ensemble_scheduling.step]
+        if steps != [preprocess_name(opts), opts.name]:
+            problems.append(f"ensemble steps {steps}")
+    if problems:
+        raise VnexportError(f"config of model {name!r} disagrees with the artifact: "
+                            + "; ".join(problems), facts.source)
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# model folders
+
+
+def check_options(facts: ModelFacts, opts: ServingOptions) -> None:
+    """Refuse options the artifact cannot honour (VnexportError, exit 2)."""
+    if not _NAME.fullmatch(opts.name):
+        raise VnexportError(f"--name {opts.name!r}: use letters, digits, '_', '-', '.'")
+    if opts.version < 1:
+        raise VnexportError(f"--version must be >= 1, got {opts.version}")
+    if opts.instances < 1:
+        raise VnexportError(f"--instances must be >= 1, got {opts.instances}")
+    if opts.kind not in KINDS or opts.backend not in BACKENDS:
+        raise VnexportError(f"--kind must be one of {', '.join(KINDS)}; --backend one of "
+                            f"{', '.join(BACKENDS)}")
+    if opts.max_queue_delay_us < 0:
+        raise VnexportError(f"--max-queue-delay-us must be >= 0, got {opts.max_queue_delay_us}")
+    if facts.kind == "engine" and (opts.backend == "python" or opts.kind == "cpu"):
+        raise VnexportError("a TensorRT engine runs on a GPU with the tensorrt_plan platform "
+                            "(--backend python and --kind cpu take ONNX files)", facts.source)
+    _check_batches(facts, opts)
+    if opts.preprocess and (facts.mean is None or facts.std is None):
+        raise VnexportError("--preprocess needs the mean/std that vnexport onnx writes into "
+                            "the file's metadata; this file has none", facts.onnx_path)
+
+
+def _check_batches(facts: ModelFacts, opts: ServingOptions) -> None:
+    if opts.max_batch is not None:
+        if not facts.dynamic_batch:
+            raise VnexportError(f"--max-batch: the file has a static batch of "
+                                f"{facts.fixed_batch} (re-export with vnexport onnx "
+                                "--dynamic-batch)", facts.source)
+        limit = facts.max_batch if facts.kind == "engine" else None
+        if opts.max_batch < 1 or (limit is not None and opts.max_batch > limit):
+            raise VnexportError(f"--max-batch {opts.max_batch} is outside 1..{limit or 'n'} "
+                                "(the engine's profile)", facts.source)
+    max_batch = batching(facts, opts)
+    if opts.preferred_batch:
+        if not max_batch:
+            raise VnexportError("--preferred-batch needs batching; the file has a static batch "
+                                "(re-export with vnexport onnx --dynamic-batch)", facts.source)
+        bad = [b for b in opts.preferred_batch if not 1 <= b <= max_batch]
+        if bad:
+            raise VnexportError(f"--preferred-batch {bad[0]} is outside 1..{max_batch} "
+                                "(max_batch_size)", facts.source)
+
+
+def batching_note(facts: ModelFacts) -> str | None:
+    """Why a model is served without batching, and how to get it."""
+    if facts.dynamic_batch:
+        return None
+    return (f"{facts.source.name} has a static batch of {facts.fixed_batch}: max_batch_size 0, "
+            "no dynamic batching; re-export with `vnexport onnx --dynamic-batch` to batch")
+
+
+def model_folders(facts: ModelFacts, opts: ServingOptions) -> list[ModelFolder]:
+    """The classifier's folder (and with ``preprocess`` the preprocessing and ensemble
+    folders), every config checked against the artifact."""
+    check_options(facts, opts)
+    v = str(opts.version)
+    text = model_config(facts, opts)
+    check_config(text, facts, opts, "classifier")
+    files: dict[str, Path | str | bytes] = {}
+    if facts.kind == "engine":
+        files[f"{v}/model.plan"] = facts.source
+    else:
+        files[f"{v}/model.onnx"] = facts.source
+        if opts.backend == "python":
+            files[f"{v}/model.py"] = TEMPLATES / "onnx_model.py"
+    if opts.labels:
+        files[LABELS_FILE] = "\n".join(opts.labels) + "\n"
+    folders = [ModelFolder(opts.name, text, files)]
+    if opts.preprocess:
+        pre, ens = preprocess_config(facts, opts), ensemble_config(facts, opts)
+        check_config(pre, facts, opts, "preprocess")
+        check_config(ens, facts, opts, "ensemble")
+        folders.append(ModelFolder(preprocess_name(opts), pre,
+                                   {f"{v}/model.py": TEMPLATES / "preprocess_model.py"}))
+        ens_files = {f"{v}/.keep": ""}  # an ensemble's version folder exists but stays empty
+        if opts.labels:
+            ens_files[LABELS_FILE] = files[LABELS_FILE]
+        folders.append(ModelFolder(ensemble_name(opts), ens, ens_files))
+    return folders
+
+
+def _write_folder(folder: ModelFolder, root: Path) -> None:
+    target = root / folder.name
+    target.mkdir()
+    (target / "config.pbtxt").write_text(folder.config)
+    for rel, src in folder.files.items():
+        dst = target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, Path):
+            shutil.copyfile(src, dst)
+        elif isinstance(src, bytes):
+            dst.write_bytes(src)
+        else:
+            dst.write_text(src)
+
+
+def write_repository(repo: str | os.PathLike, folders: list[ModelFolder],
+                     force: bool = False) -> list[Path]:
+    """Write every folder into ``repo`` all or nothing: built in a staging folder inside the
+    repository, then renamed into place; existing folders are refused without ``force``."""
+    repo = Path(repo)
+    names = [f.name for f in folders]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise VnexportError(f"two models would share the folder {dupes[0]!r}; give --name", repo)
+    if repo.exists() and not repo.is_dir():
+        raise VnexportError("the repository path exists and is not a folder", repo)
+    existing = [n for n in names if (repo / n).exists()]
+    if existing and not force:
+        raise VnexportError(f"model folder {existing[0]!r} exists; pass --force to replace it",
+                            repo / existing[0])
+    created = not repo.exists()
+    try:
+        repo.mkdir(parents=False, exist_ok=True)
+    except OSError as e:
+        raise VnexportError(f"cannot create the repository folder ({e.strerror})", repo) from None
+    try:
+        _stage_and_move(repo, folders)
+    except BaseException:
+        if created and repo.is_dir() and not any(repo.iterdir()):
+            repo.rmdir()
+        raise
+    return [repo / n for n in names]
+
+
+def _stage_and_move(repo: Path, folders: list[ModelFolder]) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".vnexport-staging-", dir=repo))
+    old = staging / ".replaced"
+    try:
+        for folder in folders:
+            _write_folder(folder, staging)
+        old.mkdir()
+        for folder in folders:
+            if (repo / folder.name).exists():
+                os.replace(repo / folder.name, old / folder.name)
+            os.replace(staging / folder.name, repo / folder.name)
+    except OSError as e:
+        raise VnexportError(f"could not write the repository ({e.strerror or e})", repo) \
+            from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
