@@ -20,7 +20,10 @@ from typer.testing import CliRunner
 
 from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
 from vnexport import triton as T
+from vnexport import triton_server as S
+from vnexport.checkpoint import load_checkpoint
 from vnexport.cli import app
+from vnexport.onnx_export import export_onnx
 from vnexport.errors import VnexportError
 from vnexport.trt import BuildOptions, Profile, make_provenance, provenance_path
 
@@ -155,9 +158,6 @@ def test_python_backend_preprocess_and_ensemble_configs(files, tmp_path):
 
 
 def test_fp16_file_precision_and_dtypes(files, tmp_path):
-    from vnexport.checkpoint import load_checkpoint
-    from vnexport.onnx_export import export_onnx
-
     path = tmp_path / "fp16.onnx"
     export_onnx(load_checkpoint(files["dir"] / "checkpoint-best.pth", strides=CONFIG.strides),
                 path, img_size=IMG, dynamic_batch=True, precision="fp16", fp16_io=True)
@@ -301,3 +301,34 @@ def test_write_failure_leaves_nothing(files, tmp_path, monkeypatch):
     with pytest.raises(VnexportError, match="No space left on device"):
         T.write_repository(repo, folders)
     assert sorted(p.name for p in repo.iterdir()) == ["other"]
+
+
+# --------------------------------------------------------------------------------------------
+# where the wheel's server cannot run: exit 3, one line saying what is missing
+
+
+@pytest.mark.parametrize("what, patch, fragment", [
+    ("arch", lambda m: m.setattr(S.platform, "machine", lambda: "aarch64"), "x86_64"),
+    ("glibc", lambda m: m.setattr(S.platform, "libc_ver", lambda: ("glibc", "2.31")),
+     "glibc >= 2.35; this system has glibc 2.31"),
+    ("libpython", lambda m: m.setattr(S, "_libpython", lambda: None), "shared libpython"),
+    ("wheel", lambda m: m.setattr(S, "_wheel_root", lambda: None),
+     "nvidia-pytriton is not installed"),
+])
+@pytest.mark.skipif(S.missing_reason() is not None, reason="the checks run in order; on this "
+                    f"machine an earlier one already fails: {S.missing_reason()}")
+def test_serve_says_what_is_missing(files, monkeypatch, what, patch, fragment):
+    patch(monkeypatch)
+    assert fragment in S.missing_reason()
+    r = runner.invoke(app, ["serve", str(files["onnx"])])
+    assert r.exit_code == 3, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
+
+
+def test_serve_option_refusals(files):
+    r = runner.invoke(app, ["serve", str(files["onnx"]), "--http-port", "9000",
+                            "--grpc-port", "9000"])
+    assert r.exit_code == 2 and "must differ" in r.stderr
+    r = runner.invoke(app, ["serve", str(files["onnx"]), "--http-port", "70000"])
+    assert r.exit_code == 2 and "port 70000 is outside 1..65535" in r.stderr
