@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import onnx
@@ -332,3 +333,18 @@ def test_serve_option_refusals(files):
     assert r.exit_code == 2 and "must differ" in r.stderr
     r = runner.invoke(app, ["serve", str(files["onnx"]), "--http-port", "70000"])
     assert r.exit_code == 2 and "port 70000 is outside 1..65535" in r.stderr
+
+
+def test_repository_parent_must_exist(files, tmp_path):
+    r = cli(files["onnx"], "-o", tmp_path / "no" / "repo")
+    assert_one_line_error(r, "cannot create the repository folder")
+    assert not (tmp_path / "no").exists()
+
+
+def test_without_tritonclient_exit_3(files, tmp_path, monkeypatch):
+    """The configs are checked with tritonclient's protobuf; without it, exit 3 saying so."""
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc.model_config_pb2", None)
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
+    r = cli(files["onnx"], "-o", tmp_path / "repo")
+    assert r.exit_code == 3 and "tritonclient is not installed" in r.stderr
+    assert not (tmp_path / "repo").exists()

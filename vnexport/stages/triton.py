@@ -76,6 +76,8 @@ def run(opts: TritonOptions) -> TritonResult:
         if note:
             result.notes.append(note)
         folders += new
-        result.models += [_describe(f, Path(path)) for f in new]
+        described = [_describe(f, Path(path)) for f in new]
+        described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
+        result.models += described
     write_repository(opts.output, folders, force=opts.force)
     return result
