@@ -53,6 +53,17 @@ def files(tmp_path_factory):
                            precision="fp16", profile=profile, options=BuildOptions(),
                            runtime={}, build_seconds=None, comparison=None, reference=None)
     provenance_path(engine).write_text(json.dumps(prov))
+    for name, src, prof in [
+            ("min2", d / "small_src.onnx", Profile("input", (2, 3, IMG, IMG), (4, 3, IMG, IMG),
+                                                   (8, 3, IMG, IMG))),
+            ("static", static, Profile("input", (1, 3, IMG, IMG), (1, 3, IMG, IMG),
+                                       (1, 3, IMG, IMG)))]:
+        other = d / f"{name}.engine"
+        other.write_bytes(b"TEST DOUBLE: not a TensorRT plan\n")
+        provenance_path(other).write_text(json.dumps(make_provenance(
+            engine_path=other, engine_sha256=None, onnx_path=src, onnx_sha256="0" * 64,
+            precision="fp32", profile=prof, options=BuildOptions(), runtime={},
+            build_seconds=None, comparison=None, reference=None)))
     labels = d / "labels.txt"
     labels.write_text("".join(f"class {i}\n" for i in range(CLASSES)))
     return {"onnx": run.onnx, "static": static, "engine": engine, "labels": labels, "dir": d}
@@ -122,6 +133,13 @@ def test_tensorrt_plan_config(files, tmp_path):
     assert cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     assert list(cfg.input[0].dims) == [3, IMG, IMG] and list(cfg.output[0].dims) == [CLASSES]
     assert (repo / "small" / "1" / "model.plan").read_bytes() == files["engine"].read_bytes()
+    r = cli(files["dir"] / "static.engine", "-o", repo)
+    assert r.exit_code == 0, r.output
+    cfg = parse(repo / "static" / "config.pbtxt")
+    assert (cfg.platform, cfg.max_batch_size) == ("tensorrt_plan", 0)
+    assert list(cfg.input[0].dims) == [1, 3, IMG, IMG]
+    assert_one_line_error(cli(files["dir"] / "min2.engine", "-o", repo), "min2.engine",
+                          "profile starts at batch 2", "--min-batch 1")
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["models"][0]["platform"] == "tensorrt_plan"
     assert T.read_facts(files["engine"]).precision == "fp16"

@@ -218,9 +218,16 @@ def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
             or tuple(max_shape[1:]) != onnx_facts.item_dims:
         raise VnexportError(f"the profile {profile} does not match {source.name}'s input "
                             f"{onnx_facts.input_name} {list(onnx_facts.item_dims)}", prov_path)
-    return replace(onnx_facts, source=path, kind="engine", max_batch=max_shape[0],
-                   dynamic_batch=True, fixed_batch=None,
-                   precision=str(prov.get("precision", onnx_facts.precision)))
+    facts = replace(onnx_facts, source=path, kind="engine",
+                    precision=str(prov.get("precision", onnx_facts.precision)))
+    if not onnx_facts.dynamic_batch:  # a static engine: max_batch_size 0, full dims
+        return facts
+    min_batch = int(profile.get("min", [1])[0])
+    if min_batch != 1:
+        raise VnexportError(f"the engine's profile starts at batch {min_batch}; Triton's "
+                            "batcher sends batches from 1 (rebuild with vnexport trt "
+                            "--min-batch 1)", path)
+    return replace(facts, max_batch=max_shape[0])
 
 
 def read_facts(path: str | os.PathLike) -> ModelFacts:
