@@ -2,7 +2,7 @@
 127.0.0.1 ports, serving repositories written by ``vnexport triton``:
 
 - the small model (+ its preprocessing ensemble), vanillanet_5 at 224x224 (+ ensemble) and
-  vanillanet_5 exported at 64x64 (the same network and weights, a smaller input, so that a
+  vanillanet_5 exported at 32x32 (the same network and weights, its smallest input, so that a
   bounded load of 400 + 400 requests stays within the test budget on 2 CPU cores);
 - HTTP and gRPC answers equal in-process onnxruntime on the same file (max rel err <= 1e-6) at
   batch 1 and a larger batch, and the training-form PyTorch network within fp32 tolerance;
@@ -33,11 +33,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from typer.testing import CliRunner
 
 from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
 from vnexport import triton as T
 from vnexport import triton_server as S
 from vnexport.checkpoint import load_checkpoint
+from vnexport.cli import app
 from vnexport.model import get_config
 from vnexport.synthetic import write_training_checkpoint
 from vnexport.verify import Tolerance, compare, preprocess
@@ -52,7 +54,7 @@ psutil = pytest.importorskip("psutil", reason="psutil (test extra) not installed
 EXACT = Tolerance(max_rel=1e-6, min_top1=1.0)  # served vs in-process onnxruntime
 ROOT = Path(__file__).resolve().parents[1]
 V5 = get_config("vanillanet_5")
-V5_SMALL_IMG = 64
+V5_SMALL_IMG = 32
 CLIENTS, REQUESTS = 16, 400
 
 
@@ -81,7 +83,7 @@ def models(tmp_path_factory):
         "small": (small.onnx, small.training, CONFIG.strides, IMG),
         "v5": (export_onnx_file(v5, d / "v5.onnx", img_size=224, strides=V5.strides),
                v5, V5.strides, 224),
-        "v5_64": (export_onnx_file(v5, d / "v5_64.onnx", img_size=V5_SMALL_IMG,
+        "v5_32": (export_onnx_file(v5, d / "v5_32.onnx", img_size=V5_SMALL_IMG,
                                    strides=V5.strides), v5, V5.strides, V5_SMALL_IMG),
     }
 
@@ -94,7 +96,7 @@ def server(models, tmp_path_factory):
         facts = T.read_facts(path)
         opts = T.ServingOptions(name=name, backend="python", kind="cpu",
                                 max_queue_delay_us=2000, labels=labels_for(facts.classes),
-                                preprocess=name != "v5_64")
+                                preprocess=name != "v5_32")
         folders += T.model_folders(facts, opts)
     T.write_repository(repo, folders)
     shm_before = set(os.listdir("/dev/shm"))
@@ -133,7 +135,7 @@ def infer(client, module, model: str, x: np.ndarray) -> np.ndarray:
 def test_repository_loads(server):
     ready = {m["name"]: m["state"] for m in server.index}
     assert ready == {n: "READY" for n in ["small", "small_preprocess", "small_ensemble", "v5",
-                                          "v5_preprocess", "v5_ensemble", "v5_64"]}
+                                          "v5_preprocess", "v5_ensemble", "v5_32"]}
     assert S.shm_regions(server.shm_prefix), "the Python backend's shared memory carries the " \
         "server's prefix (what stop() cleans up)"
 
@@ -197,7 +199,7 @@ def _counts(server, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-@pytest.mark.parametrize("model", ["small", "v5_64"])
+@pytest.mark.parametrize("model", ["small", "v5_32"])
 def test_bounded_load_batches_dynamically(server, sessions, models, model):
     img = models[model][3]
     xs = np.random.default_rng(7).standard_normal((REQUESTS, 3, img, img)).astype(np.float32)
@@ -293,8 +295,10 @@ def test_stop_by_pid_leaves_nothing(server):
 # the command
 
 
-def test_serve_command_stops_on_sigterm(models, tmp_path):
-    """``vnexport serve model.onnx``: ready report, an answer, SIGTERM -> exit 0, no stub left."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_command_stops_on_a_signal(models, tmp_path, sig):
+    """``vnexport serve model.onnx``: ready report, an answer; SIGTERM or SIGINT (Ctrl-C) ->
+    exit 0, the server and its stubs gone."""
     http, grpc, metrics = free_ports()
     cmd = [sys.executable, "-m", "vnexport", "serve", str(models["small"][0]), "--json",
            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
@@ -311,7 +315,7 @@ def test_serve_command_stops_on_sigterm(models, tmp_path):
         x = np.zeros((1, 3, IMG, IMG), np.float32)
         assert infer(client, httpclient, "model", x).shape == (1, CONFIG.num_classes)
         client.close()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         assert proc.wait(60) == 0, proc.stderr.read()
         assert "stopped" in proc.stderr.read()
         assert not psutil.pid_exists(report["pid"])
@@ -327,11 +331,9 @@ def test_serve_refuses_what_the_wheel_cannot_load(models, tmp_path):
     repo = tmp_path / "repo"
     facts = T.read_facts(models["small"][0])
     T.write_repository(repo, T.model_folders(facts, T.ServingOptions(name="ort")))
-    run = [sys.executable, "-m", "vnexport", "serve", str(repo)]
-    r = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 3
+    r = CliRunner().invoke(app, ["serve", str(repo)])
+    assert r.exit_code == 3
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "ort/config.pbtxt" in lines[0] and "onnxruntime_onnx" in lines[0]
-    r = subprocess.run(run[:-1] + [str(tmp_path / "missing")], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 2 and "missing: no such file" in r.stderr
+    r = CliRunner().invoke(app, ["serve", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "missing: no such file" in r.stderr

@@ -136,7 +136,9 @@ def run(opts: ServeOptions, on_ready: Callable[[ServeResult], None]) -> ServeRes
     """Serve until Ctrl-C or SIGTERM; ``on_ready`` gets the result once the server is ready.
     The server is stopped by its PID whatever happens (SIGTERM during start-up included)."""
     workdir = Path(tempfile.mkdtemp(prefix="vnexport-serve-"))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # both signals as KeyboardInterrupt, also where SIGINT was inherited ignored (a background
+    # job of a shell without job control)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server, result = start(opts, workdir)
         try:
@@ -146,5 +148,6 @@ def run(opts: ServeOptions, on_ready: Callable[[ServeResult], None]) -> ServeRes
             result.exit_status = server.stop()
         return result
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         shutil.rmtree(workdir, ignore_errors=True)
