@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import MissingRuntimeError, VnexportError
-from .model import IMAGENET_MEAN, IMAGENET_STD
 
 # ONNX TensorProto element types -> Triton data types
 ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32",
@@ -358,8 +357,7 @@ def preprocess_config(facts: ModelFacts, opts: ServingOptions) -> str:
     text += _scheduling(max_batch, replace(opts, preferred_batch=()), kind)
     return text + _parameters({
         "img_size": str(facts.item_dims[-1]), "crop_pct": str(CROP_PCT),
-        "mean": json.dumps(list(facts.mean or IMAGENET_MEAN)),
-        "std": json.dumps(list(facts.std or IMAGENET_STD)),
+        "mean": json.dumps(list(facts.mean)), "std": json.dumps(list(facts.std)),
         "dtype": TRITON_TO_NUMPY.get(facts.input_dtype, "float32")})
 
 
