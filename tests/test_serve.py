@@ -81,6 +81,8 @@ def models(tmp_path_factory):
     v5 = write_training_checkpoint(d / "v5.pth", V5, seed=3, with_ema=False)
     return {
         "small": (small.onnx, small.training, CONFIG.strides, IMG),
+        "static": (export_onnx_file(small.training, d / "static.onnx", batch=1), small.training,
+                   CONFIG.strides, IMG),
         "v5": (export_onnx_file(v5, d / "v5.onnx", img_size=224, strides=V5.strides),
                v5, V5.strides, 224),
         "v5_32": (export_onnx_file(v5, d / "v5_32.onnx", img_size=V5_SMALL_IMG,
@@ -96,7 +98,7 @@ def server(models, tmp_path_factory):
         facts = T.read_facts(path)
         opts = T.ServingOptions(name=name, backend="python", kind="cpu",
                                 max_queue_delay_us=2000, labels=labels_for(facts.classes),
-                                preprocess=name != "v5_32")
+                                preprocess=name in ("small", "v5"))
         folders += T.model_folders(facts, opts)
     T.write_repository(repo, folders)
     shm_before = set(os.listdir("/dev/shm"))
@@ -135,7 +137,8 @@ def infer(client, module, model: str, x: np.ndarray) -> np.ndarray:
 def test_repository_loads(server):
     ready = {m["name"]: m["state"] for m in server.index}
     assert ready == {n: "READY" for n in ["small", "small_preprocess", "small_ensemble", "v5",
-                                          "v5_preprocess", "v5_ensemble", "v5_32"]}
+                                          "v5_preprocess", "v5_ensemble", "v5_32",
+                                          "static"]}
     assert S.shm_regions(server.shm_prefix), "the Python backend's shared memory carries the " \
         "server's prefix (what stop() cleans up)"
 
@@ -156,6 +159,18 @@ def test_http_and_grpc_equal_onnxruntime(server, sessions, models, model, batch)
         assert comp.passed, (module.__name__, comp.failures)
     torch_ref = load_checkpoint(training, strides=strides).build_model()(torch.from_numpy(x))
     assert compare(torch_ref.detach().numpy(), got, Tolerance(max_rel=1e-4)).passed
+
+
+def test_static_batch_file_served_without_batching(server, sessions):
+    """A static batch-1 file: max_batch_size 0, the request carries the file's full shape."""
+    x = np.random.default_rng(5).standard_normal((1, 3, IMG, IMG)).astype(np.float32)
+    ref = sessions["static"].run(["logits"], {"input": x})[0]
+    client = grpc_client(server)
+    try:
+        assert client.get_model_config("static").config.max_batch_size == 0
+        assert compare(ref, infer(client, grpcclient, "static", x), EXACT).passed
+    finally:
+        client.close()
 
 
 def _load(server, module, make, model: str, xs: np.ndarray) -> tuple[dict, list]:
