@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from run import machine_info, machine_slug  # noqa: E402 (the benchmarks' shared machine name)
 
+from vnexport import ort  # noqa: E402
 from vnexport import triton as T  # noqa: E402
 from vnexport.checkpoint import load_checkpoint  # noqa: E402
 from vnexport.model import VanillaNetConfig, get_config  # noqa: E402
@@ -135,7 +136,6 @@ def counts(url: str, model: str) -> tuple[int, int]:
 
 
 def bench_model(name: str, folder: Path, clients: list[int], seconds: float) -> dict:
-    import onnxruntime as ort
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -146,7 +146,7 @@ def bench_model(name: str, folder: Path, clients: list[int], seconds: float) -> 
     repo = folder / f"repo_{name}"
     T.write_repository(repo, T.model_folders(facts, opts))
     x = np.random.default_rng(0).standard_normal((1, 3, IMG[name], IMG[name])).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.session(path, device="cpu")
     cells = []
     for c in clients:
         cells.append({"transport": "onnxruntime in-process",

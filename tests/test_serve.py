@@ -18,7 +18,6 @@ Skipped, with the reason, only where the wheel's server cannot run here.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -26,16 +25,15 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
+from vnexport import ort
 from vnexport import triton as T
 from vnexport import triton_server as S
 from vnexport.checkpoint import load_checkpoint
@@ -115,8 +113,7 @@ def server(models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sessions(models):
-    return {name: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            for name, (path, *_r) in models.items()}
+    return {name: ort.session(path, device="cpu") for name, (path, *_r) in models.items()}
 
 
 def http_client(srv):

@@ -642,21 +642,6 @@ def demo(
     finish(stage.run(stage.DemoOptions(workdir, variant, img_size, n), log()), None)
 
 
-@app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
-    if version:
-        echo(f"vnexport {__version__}")
-        raise typer.Exit(0)
-
-
-def run() -> None:  # console-script entry point
-    app()
-
-
-if __name__ == "__main__":
-    run()
-
-
 # ------------------------------------------------------------------------------------------
 # triton, serve (Triton Inference Server)
 
@@ -672,77 +657,98 @@ class InstanceKind(str, Enum):
     gpu = "gpu"
 
 
+TRITON_ARTIFACTS = typer.Argument(..., help="ONNX files (.onnx) and/or TensorRT engines (with "
+    "the <engine>.json vnexport trt writes).")
+TRITON_OUTPUT = typer.Option(..., "--output", "-o", help="The model repository folder (created "
+    "if missing; one model folder per artifact).")
+TRITON_NAME = typer.Option(None, "--name", help="Model name (one artifact only). Default: the "
+    "file name before its first dot.")
+TRITON_VERSION = typer.Option(1, "--version", help="Model version folder.")
+TRITON_BACKEND = typer.Option(TritonBackend.platform, "--backend", help="platform: "
+    "tensorrt_plan / onnxruntime_onnx as the file is; python: a model.py running the ONNX "
+    "file on onnxruntime (servers without the onnxruntime backend, such as vnexport serve's).")
+TRITON_MAX_BATCH = typer.Option(None, "--max-batch", help="max_batch_size. Default: the "
+    "engine's profile maximum, the ONNX file's max_batch metadata, else 16.")
+TRITON_PREFERRED = typer.Option(None, "--preferred-batch", help="Dynamic batching's preferred "
+    "batch sizes, e.g. 4,8.")
+TRITON_QUEUE_DELAY = typer.Option(100, "--max-queue-delay-us", help="Dynamic batching: the "
+    "longest wait to form a batch, in microseconds.")
+TRITON_INSTANCES = typer.Option(1, "--instances", help="Model instances (instance_group).")
+TRITON_KIND = typer.Option(InstanceKind.auto, "--kind", help="Instance kind; an engine is "
+    "always KIND_GPU.")
+TRITON_LABELS = typer.Option(None, "--labels", help="Class names, one per line (as many as "
+    "classes): top-k labels through Triton's classification extension.")
+TRITON_PREPROCESS = typer.Option(False, "--preprocess", help="Add a Python-backend "
+    "preprocessing model and <name>_ensemble: image bytes in, logits (labels) out.")
+TRITON_FORCE = typer.Option(False, "--force", "-f", help="Replace existing model folders.")
+SERVE_TARGET = typer.Argument(..., help="A model repository folder, or one ONNX file (served "
+    "from a temporary Python-backend repository).")
+SERVE_HOST = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
+SERVE_HTTP = typer.Option(8000, "--http-port")
+SERVE_GRPC = typer.Option(8001, "--grpc-port")
+SERVE_METRICS = typer.Option(8002, "--metrics-port")
+SERVE_JSON = typer.Option(False, "--json", help="Print the ready report as one JSON line "
+    "instead of text.")
+
+
 @app.command()
 @handle_errors
 def triton(
-    artifacts: list[Path] = typer.Argument(..., help="ONNX files (.onnx) and/or TensorRT engines "
-                                           "(with the <engine>.json vnexport trt writes)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The model repository folder "
-                                "(created if missing; one model folder per artifact)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Model name (one artifact only). "
-                                       "Default: the file name before its first dot."),
-    version: int = typer.Option(1, "--version", help="Model version folder."),
-    backend: TritonBackend = typer.Option(TritonBackend.platform, "--backend", help="platform: "
-                                          "tensorrt_plan / onnxruntime_onnx as the file is; "
-                                          "python: a model.py running the ONNX file on "
-                                          "onnxruntime (servers without the onnxruntime "
-                                          "backend, such as vnexport serve's)."),
-    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size. "
-                                            "Default: the engine's profile maximum, the ONNX "
-                                            "file's max_batch metadata, else 16."),
-    preferred_batch: Optional[str] = typer.Option(None, "--preferred-batch", help="Dynamic "
-                                                  "batching's preferred sizes, e.g. 4,8."),
-    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic "
-                                           "batching: longest wait to form a batch."),
-    instances: int = typer.Option(1, "--instances", help="Model instances (instance_group)."),
-    kind: InstanceKind = typer.Option(InstanceKind.auto, "--kind", help="Instance kind; an "
-                                      "engine is always KIND_GPU."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="Class names, one per line "
-                                          "(as many as classes): top-k labels through Triton's "
-                                          "classification extension."),
-    preprocess: bool = typer.Option(False, "--preprocess", help="Add a Python-backend "
-                                    "preprocessing model and <name>_ensemble: image bytes in."),
-    force: bool = typer.Option(False, "--force", "-f", help="Replace existing model folders."),
+    artifacts: list[Path] = TRITON_ARTIFACTS,
+    output: Path = TRITON_OUTPUT,
+    name: Optional[str] = TRITON_NAME,
+    version: int = TRITON_VERSION,
+    backend: TritonBackend = TRITON_BACKEND,
+    max_batch: Optional[int] = TRITON_MAX_BATCH,
+    preferred_batch: Optional[str] = TRITON_PREFERRED,
+    max_queue_delay_us: int = TRITON_QUEUE_DELAY,
+    instances: int = TRITON_INSTANCES,
+    kind: InstanceKind = TRITON_KIND,
+    labels: Optional[Path] = TRITON_LABELS,
+    preprocess: bool = TRITON_PREPROCESS,
+    force: bool = TRITON_FORCE,
     json_out: Optional[str] = JsonOpt,
 ) -> None:
     """Write a Triton model repository: config.pbtxt (checked against the artifact), model
     file, labels; optionally a preprocessing ensemble."""
-    from .stages.triton import TritonOptions, run as run_triton
+    from .stages import triton as stage
 
-    result = run_triton(TritonOptions(
-        artifacts=tuple(artifacts), output=output, name=name, version=version,
-        backend=backend.value, max_batch=max_batch,
-        preferred_batch=parse_ints(preferred_batch, "--preferred-batch") or (),
-        max_queue_delay_us=max_queue_delay_us, instances=instances, kind=kind.value,
-        labels=labels, preprocess=preprocess, force=force))
-    out = note if json_out == "-" else echo
-    for line in result.lines():
-        out(line)
-    write_json(json_out, result.to_dict())
+    opts = pick(stage.TritonOptions, locals(), artifacts=tuple(artifacts))
+    lines = log(json_out)
+    finish(stage.run(opts, lines), json_out, lines.echo)
 
 
 @app.command()
 @handle_errors
 def serve(
-    target: Path = typer.Argument(..., help="A model repository folder, or one ONNX file "
-                                  "(served from a temporary Python-backend repository)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    http_port: int = typer.Option(8000, "--http-port"),
-    grpc_port: int = typer.Option(8001, "--grpc-port"),
-    metrics_port: int = typer.Option(8002, "--metrics-port"),
-    as_json: bool = typer.Option(False, "--json", help="Print the ready report as one JSON "
-                                 "line instead of text."),
+    target: Path = SERVE_TARGET,
+    host: str = SERVE_HOST,
+    http_port: int = SERVE_HTTP,
+    grpc_port: int = SERVE_GRPC,
+    metrics_port: int = SERVE_METRICS,
+    as_json: bool = SERVE_JSON,
 ) -> None:
     """Run Triton here (the nvidia-pytriton wheel's server, CPU) until Ctrl-C or SIGTERM."""
-    from .stages.serve import ServeOptions, run as run_serve
+    from .stages import serve as stage
 
     def ready(result) -> None:
-        if as_json:
-            echo(json.dumps(result.to_dict()))
-        else:
-            for line in result.lines():
-                echo(line)
+        for line in [json.dumps(result.to_dict())] if as_json else result.ready_lines():
+            echo(line)
 
-    result = run_serve(ServeOptions(target=target, host=host, http_port=http_port,
-                                    grpc_port=grpc_port, metrics_port=metrics_port), ready)
-    note(result.lines()[0])
+    finish(stage.run(pick(stage.ServeOptions, locals()), log(), ready), None, note)
+
+
+@app.callback(invoke_without_command=True)
+def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        echo(f"vnexport {__version__}")
+        raise typer.Exit(0)
+
+
+def run() -> None:  # console-script entry point
+    app()
+
+
+if __name__ == "__main__":
+    run()
+

@@ -22,13 +22,17 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import MissingRuntimeError, VnexportError
+import onnx
 
-# ONNX TensorProto element types -> Triton data types
-ONNX_TO_TRITON = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32",
-                  7: "TYPE_INT64", 9: "TYPE_BOOL", 10: "TYPE_FP16", 11: "TYPE_FP64",
-                  16: "TYPE_BF16"}
-TRITON_TO_NUMPY = {"TYPE_FP32": "float32", "TYPE_FP16": "float16", "TYPE_FP64": "float64"}
+from .errors import MissingRuntimeError, VnexportError
+from .onnx_file import detect_precision, get_metadata, load_onnx, read_onnx_input
+from .trt import provenance_path
+
+# numpy dtype names (as onnx_file.read_onnx_input gives them) -> Triton data types
+NUMPY_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64",
+                   "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int32": "TYPE_INT32",
+                   "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+TRITON_TO_NUMPY = {v: k for k, v in NUMPY_TO_TRITON.items()}
 DEFAULT_MAX_BATCH = 16  # for a dynamic-batch ONNX file whose metadata names no maximum
 KINDS = ("auto", "cpu", "gpu")
 BACKENDS = ("platform", "python")
@@ -95,11 +99,6 @@ class ModelFolder:
 # facts from artifacts
 
 
-def _dims(value_info) -> list[int | None]:
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-            for d in value_info.type.tensor_type.shape.dim]
-
-
 def _floats(meta: dict, key: str) -> tuple[float, ...] | None:
     try:
         value = json.loads(meta[key])
@@ -116,79 +115,57 @@ def _int_or_none(meta: dict, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def onnx_precision(model, meta: dict) -> str:
+def onnx_precision(model, meta: dict, path: Path) -> str:
     """fp32, fp16 or int8 as the file is: its metadata, else its contents."""
     if meta.get("vnexport.precision") in ("fp32", "fp16", "int8"):
         return meta["vnexport.precision"]
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
-        return "int8"
-    if any(t.data_type == 10 for t in model.graph.initializer):
-        return "fp16"
-    return "fp32"
+    return detect_precision(path, model=model, strict=False)
 
 
-def _load_onnx(path: Path):
-    import onnx
-
-    if not path.is_file():
-        raise VnexportError("no such file", path)
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises DecodeError, ValueError, google.protobuf errors
-        raise VnexportError(f"not a readable ONNX file ({type(e).__name__})", path) from None
+def _triton_type(name: str, dtype: str, path: Path) -> str:
+    if dtype not in NUMPY_TO_TRITON:
+        raise VnexportError(f"{name!r} is {dtype}, which vnexport does not serve", path)
+    return NUMPY_TO_TRITON[dtype]
 
 
-def _one(values, what: str, path: Path):
-    if len(values) != 1:
-        raise VnexportError(f"expected one {what}, the graph has {len(values)}", path)
-    return values[0]
-
-
-def _io(model, path: Path):
-    inits = {i.name for i in model.graph.initializer}
-    inp = _one([i for i in model.graph.input if i.name not in inits], "image input", path)
-    out = _one(list(model.graph.output), "output", path)
-    in_dims, out_dims = _dims(inp), _dims(out)
-    if len(in_dims) != 4 or any(d is None for d in in_dims[1:]):
-        raise VnexportError(f"input {inp.name!r} is not NCHW with static C, H, W "
-                            f"(dims {in_dims})", path)
-    if len(out_dims) != 2 or out_dims[1] is None:
-        raise VnexportError(f"output {out.name!r} is not [batch, classes] (dims {out_dims})",
+def _output(model, path: Path) -> tuple[str, str, list[int | None]]:
+    """The one graph output: name, numpy dtype name, dims (None where dynamic)."""
+    outputs = list(model.graph.output)
+    if len(outputs) != 1:
+        raise VnexportError(f"expected one output, the graph has {len(outputs)}", path)
+    tt = outputs[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in tt.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+    if len(dims) != 2 or dims[1] is None:
+        raise VnexportError(f"output {outputs[0].name!r} is not [batch, classes] (dims {dims})",
                             path)
-    dtypes = []
-    for v in (inp, out):
-        t = v.type.tensor_type.elem_type
-        if t not in ONNX_TO_TRITON:
-            raise VnexportError(f"{v.name!r} has ONNX element type {t}, which Triton cannot "
-                                "serve", path)
-        dtypes.append(ONNX_TO_TRITON[t])
-    return inp.name, out.name, dtypes, in_dims, out_dims
+    return outputs[0].name, dtype, dims
 
 
 def facts_from_onnx(path: str | os.PathLike) -> ModelFacts:
     """Input/output names, dtypes, dims, batch axis, precision and normalisation of a file."""
     path = Path(path)
-    model = _load_onnx(path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    in_name, out_name, (in_t, out_t), in_dims, out_dims = _io(model, path)
-    dynamic = in_dims[0] is None
+    model = load_onnx(path, external_data=False)
+    meta = get_metadata(model)
+    inp = read_onnx_input(path, model)
+    if any(d is None for d in inp.shape[1:]):
+        raise VnexportError(f"input {inp.name!r} has dynamic C, H or W {list(inp.shape)}", path)
+    out_name, out_dtype, out_dims = _output(model, path)
+    dynamic = inp.batch is None
     if dynamic:
         declared = _int_or_none(meta, "max_batch")
         max_batch = declared if declared and declared > 0 else DEFAULT_MAX_BATCH
     else:
-        max_batch = in_dims[0]
-    img = _int_or_none(meta, "img_size")
+        max_batch = inp.batch
     return ModelFacts(
-        source=path, kind="onnx", input_name=in_name, output_name=out_name, input_dtype=in_t,
-        output_dtype=out_t, item_dims=tuple(in_dims[1:]), classes=int(out_dims[1]),
-        max_batch=max_batch, dynamic_batch=dynamic, fixed_batch=None if dynamic else in_dims[0],
-        precision=onnx_precision(model, meta), img_size=img or in_dims[-1],
+        source=path, kind="onnx", input_name=inp.name, output_name=out_name,
+        input_dtype=_triton_type(inp.name, inp.dtype, path),
+        output_dtype=_triton_type(out_name, out_dtype, path), item_dims=tuple(inp.shape[1:]),
+        classes=int(out_dims[1]), max_batch=max_batch, dynamic_batch=dynamic,
+        fixed_batch=None if dynamic else inp.batch, precision=onnx_precision(model, meta, path),
+        img_size=_int_or_none(meta, "img_size") or inp.shape[-1],
         mean=_floats(meta, "mean"), std=_floats(meta, "std"), onnx_path=path)
-
-
-def engine_provenance_path(engine: Path) -> Path:
-    """``model.engine`` -> ``model.engine.json`` (what ``vnexport trt`` writes beside it)."""
-    return engine.with_name(engine.name + ".json")
 
 
 def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
@@ -197,7 +174,7 @@ def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
     path = Path(path)
     if not path.is_file():
         raise VnexportError("no such file", path)
-    prov_path = engine_provenance_path(path)
+    prov_path = provenance_path(path)
     try:
         prov = json.loads(prov_path.read_text())
         profile = prov["profile"]
@@ -234,7 +211,7 @@ def read_facts(path: str | os.PathLike) -> ModelFacts:
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return facts_from_onnx(path)
-    if engine_provenance_path(path).exists() or path.suffix.lower() in (".engine", ".plan"):
+    if provenance_path(path).exists() or path.suffix.lower() in (".engine", ".plan"):
         return facts_from_engine(path)
     raise VnexportError("not an ONNX file (.onnx) or an engine with its provenance "
                         "(<engine>.json)", path)

@@ -16,6 +16,7 @@ from ..errors import MissingRuntimeError, VnexportError
 from ..triton import (ServingOptions, default_name, model_folders, parse_config, read_facts,
                       write_repository)
 from ..triton_server import TritonServer, require_server
+from .common import Log, Result
 
 # what the wheel's server can load: the Python backend, and ensembles of it
 SERVABLE = {("", "python"), ("ensemble", "")}
@@ -32,26 +33,28 @@ class ServeOptions:
 
 
 @dataclass
-class ServeResult:
-    repo: Path
+class ServeResult(Result):
+    """The server as it was when ready (URLs, models, PID) and, once stopped, its status."""
+
+    repo: Path = Path()
     urls: dict[str, str] = field(default_factory=dict)
     models: list[dict] = field(default_factory=list)
     pid: Optional[int] = None
     exit_status: Optional[int] = None  # the server's, once stopped
-    exit_code: int = 0
 
     def to_dict(self) -> dict:
         return {"repository": str(self.repo), "urls": self.urls, "models": self.models,
                 "pid": self.pid, "server_exit_status": self.exit_status}
 
-    def lines(self) -> list[str]:
-        if self.exit_status is not None:
-            return [f"tritonserver (pid {self.pid}) stopped, status {self.exit_status}"]
+    def ready_lines(self) -> list[str]:
         out = [f"tritonserver (pid {self.pid}) ready, repository {self.repo}"]
         out += [f"{k:8s}{v}" for k, v in self.urls.items()]
         out += [f"model   {m.get('name')} version {m.get('version')}: {m.get('state')}"
                 for m in self.models]
         return out + ["Ctrl-C or SIGTERM stops it"]
+
+    def lines(self) -> list[str]:
+        return [f"tritonserver (pid {self.pid}) stopped, status {self.exit_status}"]
 
 
 def check_options(opts: ServeOptions) -> None:
@@ -132,9 +135,12 @@ def wait_for_signal(server: TritonServer) -> None:
                         f"{server.log_tail(1)}", server.repo)
 
 
-def run(opts: ServeOptions, on_ready: Callable[[ServeResult], None]) -> ServeResult:
-    """Serve until Ctrl-C or SIGTERM; ``on_ready`` gets the result once the server is ready.
-    The server is stopped by its PID whatever happens (SIGTERM during start-up included)."""
+def run(opts: ServeOptions, log: Log = Log(),
+        on_ready: Optional[Callable[[ServeResult], None]] = None) -> ServeResult:
+    """Serve until Ctrl-C or SIGTERM. Once the server is ready, ``on_ready`` gets the result
+    (default: its ready lines to ``log.echo``). The server is stopped by its PID whatever
+    happens (SIGTERM during start-up included)."""
+    on_ready = on_ready or (lambda r: [log.echo(line) for line in r.ready_lines()])
     workdir = Path(tempfile.mkdtemp(prefix="vnexport-serve-"))
     # both signals as KeyboardInterrupt, also where SIGINT was inherited ignored (a background
     # job of a shell without job control)

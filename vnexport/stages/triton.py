@@ -3,13 +3,14 @@ checked against its artifact before anything is written."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from ..errors import VnexportError
 from ..triton import (ModelFolder, ServingOptions, batching_note, default_name, model_folders,
                       parse_config, read_facts, read_labels, write_repository)
+from .common import Log, Result, parse_ints
 
 
 @dataclass(frozen=True)
@@ -18,34 +19,15 @@ class TritonOptions:
     output: Path
     name: Optional[str] = None
     version: int = 1
-    backend: str = "platform"
+    backend: str = "platform"  # or "python"
     max_batch: Optional[int] = None
-    preferred_batch: tuple[int, ...] = ()
+    preferred_batch: Union[str, tuple[int, ...], None] = None  # "4,8" as given, or a tuple
     max_queue_delay_us: int = 100
     instances: int = 1
     kind: str = "auto"
     labels: Optional[Path] = None
     preprocess: bool = False
     force: bool = False
-
-
-@dataclass
-class TritonResult:
-    repo: Path
-    models: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    exit_code: int = 0
-
-    def to_dict(self) -> dict:
-        return {"repository": str(self.repo), "models": self.models, "notes": self.notes}
-
-    def lines(self) -> list[str]:
-        out = [f"note: {n}" for n in self.notes]
-        for m in self.models:
-            what = m.get("platform") or f"backend {m.get('backend')}"
-            out.append(f"wrote {self.repo / m['name']}: {what}, max_batch_size "
-                       f"{m['max_batch_size']} ({m['source']})")
-        return out
 
 
 def _describe(folder: ModelFolder, source: Path) -> dict:
@@ -55,29 +37,44 @@ def _describe(folder: ModelFolder, source: Path) -> dict:
             "files": sorted(["config.pbtxt", *folder.files]), "source": str(source)}
 
 
-def run(opts: TritonOptions) -> TritonResult:
+def _line(repo: Path, m: dict) -> str:
+    what = m["platform"] or f"backend {m['backend']}"
+    return f"wrote {repo / m['name']}: {what}, max_batch_size {m['max_batch_size']} " \
+           f"({m['source']})"
+
+
+def serving_options(opts: TritonOptions, path: Path, classes: int) -> ServingOptions:
+    preferred = opts.preferred_batch
+    if isinstance(preferred, str) or preferred is None:
+        preferred = parse_ints(preferred, "--preferred-batch") or ()
+    return ServingOptions(
+        name=opts.name or default_name(path), version=opts.version, backend=opts.backend,
+        max_batch=opts.max_batch, preferred_batch=tuple(preferred),
+        max_queue_delay_us=opts.max_queue_delay_us, instances=opts.instances, kind=opts.kind,
+        labels=read_labels(opts.labels, classes) if opts.labels else None,
+        preprocess=opts.preprocess)
+
+
+def run(opts: TritonOptions, log: Log = Log()) -> Result:
+    """Read every artifact, build and check every folder, then write them all or none."""
     if not opts.artifacts:
         raise VnexportError("give at least one artifact (an ONNX file or an engine)")
     if opts.name is not None and len(opts.artifacts) > 1:
         raise VnexportError("--name names one model; give one artifact with it")
     folders: list[ModelFolder] = []
-    result = TritonResult(repo=Path(opts.output))
-    for path in opts.artifacts:
+    models, notes = [], []
+    for path in map(Path, opts.artifacts):
         facts = read_facts(path)
-        labels = read_labels(opts.labels, facts.classes) if opts.labels else None
-        serving = ServingOptions(
-            name=opts.name or default_name(Path(path)), version=opts.version,
-            backend=opts.backend, max_batch=opts.max_batch,
-            preferred_batch=tuple(opts.preferred_batch),
-            max_queue_delay_us=opts.max_queue_delay_us, instances=opts.instances,
-            kind=opts.kind, labels=labels, preprocess=opts.preprocess)
-        new = model_folders(facts, serving)
-        note = batching_note(facts)
-        if note:
-            result.notes.append(note)
-        folders += new
-        described = [_describe(f, Path(path)) for f in new]
+        new = model_folders(facts, serving_options(opts, path, facts.classes))
+        described = [_describe(f, path) for f in new]
         described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
-        result.models += described
+        models += described
+        folders += new
+        if batching_note(facts):
+            notes.append(batching_note(facts))
     write_repository(opts.output, folders, force=opts.force)
-    return result
+    for n in notes:
+        log.note(f"note: {n}")
+    repo = Path(opts.output)
+    return Result(report={"repository": str(repo), "models": models, "notes": notes},
+                  closing=[_line(repo, m) for m in models])
