@@ -188,6 +188,8 @@ def report(info: dict, results: list[dict], seconds: float, loads: tuple) -> str
              "- the cells run one after another (in-process, then HTTP, then gRPC); where the "
              "load average moved during the run, compare figures within a transport more than "
              "across transports",
+             "- p99 over fewer than 100 requests is close to the slowest request (see the "
+             "requests column)",
              "- weights: seeded random (synthetic), fp32, dynamic batch; one image per request", ""]
     for r in results:
         lines += [f"## {r['model']} ({r['img_size']}x{r['img_size']}, {r['onnx_mib']} MiB "
