@@ -12,8 +12,11 @@ same files run on ONNX Runtime, so they are built and verified here on any machi
   when values fall in the subnormal range), or whose weights would, stays float32, and the report
   says which and why.
 - INT8: onnxruntime.quantization ``quantize_static`` in QDQ format, int8 weights with symmetric
-  per-output-channel scales and int8 activations with symmetric per-tensor scales (zero points 0,
-  what TensorRT requires), calibrated with MinMax, Entropy or Percentile. The calibrated ranges
+  per-output-channel scales (axis 0 of a Conv weight) and int8 activations with symmetric
+  per-tensor scales (zero points 0), float Conv biases (``QuantizeBias`` False): the layout of
+  TensorRT's explicit quantization (docs.nvidia.com/deeplearning/tensorrt/latest/
+  inference-library/quantized-types-explicit-quantization.html), whose parser refuses a
+  DequantizeLinear of int32; calibrated with MinMax, Entropy or Percentile. The calibrated ranges
   are cached in a JSON file keyed by sha256(fp32 model, calibration inputs, method, settings), so
   a rebuild skips calibration.
 """
@@ -365,7 +368,12 @@ class Int8Settings:
     percentile: float = 99.999
 
     def extra_options(self) -> dict:
-        opts = {"ActivationSymmetric": self.activation_type == "int8", "WeightSymmetric": True}
+        # QuantizeBias False: Conv biases stay float. ONNX Runtime's default quantizes them to
+        # int32 (scale = input scale x weight scale), which TensorRT's parser refuses ("input
+        # has type Int32 but must have type FP8, FP4, Int4, Int8, or UInt8"); TensorRT fuses a
+        # float bias into the int8 conv itself.
+        opts = {"ActivationSymmetric": self.activation_type == "int8", "WeightSymmetric": True,
+                "QuantizeBias": False}
         if self.method == "percentile":
             opts["CalibPercentile"] = self.percentile
         return opts
