@@ -121,14 +121,15 @@ def trt_from_engine(path: str | os.PathLike) -> Runner:
     path = Path(path)
     if not path.is_file():
         raise VnexportError("no such file", path)
-    trt.require_runtime()  # TensorRT, Polygraphy and a CUDA GPU, or exit 3
+    runtime = trt.require_engine_runtime(path)  # a CUDA GPU, then its builder, or exit 3
     precision, notes = engine_precision(path)
 
     def fn(x: np.ndarray) -> np.ndarray:
         return np.asarray(trt.run_engine(path, np.ascontiguousarray(x, np.float32)), np.float64)
 
-    return Runner(path=path, kind="engine", precision=precision, fn=fn, backend="TensorRT",
-                  notes=notes)
+    label = "TensorRT-RTX" if runtime.get("builder") == "tensorrt-rtx" else "TensorRT"
+    return Runner(path=path, kind="engine", precision=precision, fn=fn,
+                  backend=f"{label} {runtime.get('builder_version', '')}".strip(), notes=notes)
 
 
 # --------------------------------------------------------------------------------------------
