@@ -53,8 +53,8 @@ API references (the names below were taken from these pages, not guessed):
                tensorrt_rtx 1.7.1: ComputeCapability NONE, CURRENT, SM75, SM80, SM86, SM89, SM120,
                SM121; Runtime.get_engine_validity(buffer) -> (EngineValidity, diagnostics bit
                mask of EngineInvalidityDiagnostics); setHardwareCompatibilityLevel "is
-               unsupported in TensorRT-RTX" (its log), and a loaded timing cache "will not be
-               used" (its log)
+               unsupported in TensorRT-RTX" (its log), and "Timing cache operations are no-ops
+               in TensorRT-RTX" (its DeprecationWarning, since 1.2)
 [CUDA-DRV]     CUDA driver API (cuInit, cuDeviceGetCount, cuDeviceGet, cuDeviceGetName,
                cuDeviceGetAttribute with CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75 /
                _MINOR = 76, as in cuda.h): docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__DEVICE.html
@@ -186,7 +186,7 @@ class BuildOptions:
 
     def rtx_lacks(self) -> list[str]:
         """Options given that TensorRT-RTX does not have [RTX-AOT]: it logs a hardware
-        compatibility level as unsupported and does not use a loaded timing cache."""
+        compatibility level as unsupported, and its timing cache operations are no-ops."""
         out = []
         if self.hardware_compat != "none":
             out.append(f"--hardware-compat {self.hardware_compat}")
