@@ -635,6 +635,7 @@ def test_cli_flow_pass_writes_engine_and_provenance(ort_as_engine, onnx_files, t
     assert "PASS" in stdout and out.stat().st_size > 0
     meta = json.loads((tmp_path / "m.engine.json").read_text())
     assert meta["precision"] == "fp32" and meta["tf32"] is False  # from CreateConfig(tf32=...)
+    assert meta["strongly_typed"] is True  # from NetworkFromOnnxPath(strongly_typed=...)
     assert meta["profile"]["max"] == [4, 3, SMALL_IMG, SMALL_IMG]
     assert meta["verification"]["passed"] and meta["verification"]["n"] == 6
     assert meta["verification_reference"].startswith("training form of c.pth")

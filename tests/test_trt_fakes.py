@@ -211,12 +211,14 @@ def _bind(real: dict, name: str, args: tuple, kwargs: dict) -> None:
     base class they are handed to (CreateConfig -> _CreateConfigCommon.__init__)."""
     target = real[name]
     sig = inspect.signature(target)
-    own = {k: v for k, v in kwargs.items() if k in sig.parameters}
+    swallowed = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    own = {k: v for k, v in kwargs.items() if k in sig.parameters or not swallowed}
     sig.bind(*((None, *args) if name in METHODS else args), **own)
     rest = {k: v for k, v in kwargs.items() if k not in own}
-    if rest:
+    if rest:  # only where the signature has **kwargs
         assert isinstance(target, type), (name, rest)
         base = target.__mro__[1].__init__
+        assert base is not object.__init__, (name, rest)
         inspect.signature(base).bind(None, **rest)
 
 
