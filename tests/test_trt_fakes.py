@@ -274,3 +274,26 @@ def test_create_config_rtx_arguments_bind(monkeypatch):
     assert {"profiles", "memory_pool_limits", "builder_optimization_level"} <= \
         set(common.parameters)
     assert "compute_capabilities" in inspect.signature(rtx_config.CreateConfigRTX).parameters
+
+
+# ------------------------------------------------------------------------------------------
+# the other stages' entry points for engines (verify's runner, bench's latency)
+
+
+def test_engine_runner_and_bench_latency(fake, files, model, tmp_path):
+    from vnexport.bench import Latency, engine_latency
+    from vnexport.runners import runner_from_path
+
+    engine = tmp_path / "m.engine"
+    vt.build_engine(files["dynamic"], engine, vt.BuildOptions(max_batch=4))
+    runner = runner_from_path(engine)
+    assert runner.kind == "engine" and runner.precision == "fp32" and not runner.notes
+    assert runner.backend == "TensorRT 10.12.0.36"
+    x = random_inputs(SMALL, 6, IMG, seed=9)
+    assert compare(run_torch(model, x), runner(x.numpy()), FP32).passed
+    lat = engine_latency(engine, 2, runs=4, warmup=1)
+    assert isinstance(lat, Latency) and lat.batch == 2 and fpg.STATE["executions"] == 5
+    assert engine_latency(engine, 8, runs=1, warmup=0) == "profile allows batch 1..4"
+    vt.provenance_path(engine).unlink()  # without provenance: judged fp32, and said so
+    runner = runner_from_path(engine)
+    assert runner.precision == "fp32" and "no provenance file" in runner.notes[0]
