@@ -297,3 +297,15 @@ def test_engine_runner_and_bench_latency(fake, files, model, tmp_path):
     vt.provenance_path(engine).unlink()  # without provenance: judged fp32, and said so
     runner = runner_from_path(engine)
     assert runner.precision == "fp32" and "no provenance file" in runner.notes[0]
+
+
+def test_engine_io_read_from_the_engine(fake, files, tmp_path):
+    engine = tmp_path / "m.engine"
+    vt.build_engine(files["dynamic"], engine, vt.BuildOptions(min_batch=1, opt_batch=2,
+                                                              max_batch=4))
+    io = vt.engine_io(engine)["tensors"]
+    assert [(t["name"], t["mode"], t["shape"]) for t in io] == \
+        [("input", "input", [-1, 3, IMG, IMG]), ("logits", "output", [-1, 10])]
+    # the profile the build handed Polygraphy, as the (fake) engine kept it
+    assert io[0]["profile"] == {"min": [1, 3, IMG, IMG], "opt": [2, 3, IMG, IMG],
+                                "max": [4, 3, IMG, IMG]}

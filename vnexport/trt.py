@@ -831,6 +831,33 @@ def engine_facts(engine_path: str | os.PathLike) -> dict:
     return facts
 
 
+def engine_io(engine_path: str | os.PathLike) -> dict:
+    """The engine's own inputs and outputs (name, mode, dtype, shape; -1 = dynamic) and the
+    first profile's min/opt/max shapes, read from the deserialized engine [TRT-ENGINE]. Needs
+    the engine's runtime and a CUDA GPU (require_engine_runtime), else exit 3."""
+    path = Path(engine_path)
+    require_engine_runtime(path)
+    from polygraphy.backend.common import BytesFromPath
+
+    trt = _active_trt()
+    engine = _engine_from_bytes(BytesFromPath(str(path))(), path)
+    tensors = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = engine.get_tensor_mode(name)
+        shape = [int(d) for d in engine.get_tensor_shape(name)]
+        entry = {"name": name, "mode": getattr(mode, "name", str(mode)).lower(),
+                 "dtype": str(getattr(engine.get_tensor_dtype(name), "name",
+                                      engine.get_tensor_dtype(name))).lower(),
+                 "shape": shape}
+        if mode == trt.TensorIOMode.INPUT and -1 in shape:
+            lo, opt, hi = engine.get_tensor_profile_shape(name, 0)
+            entry["profile"] = {"min": [int(d) for d in lo], "opt": [int(d) for d in opt],
+                                "max": [int(d) for d in hi]}
+        tensors.append(entry)
+    return {"tensors": tensors}
+
+
 def _infer(engine, x: np.ndarray) -> np.ndarray:
     """Run ``engine`` on ``x`` [N, C, H, W] in chunks that fit its profile [PG-RUNNER, TRT-ENGINE].
 
