@@ -348,8 +348,8 @@ def test_require_runtime_empty_tensorrt_package(tmp_path, monkeypatch, onnx_file
             sys.modules["tensorrt"] = before
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'site'}{os.pathsep}{ROOT}")
     r = subprocess.run([sys.executable, "-m", "vnexport", "trt", str(onnx_files["fp32_static"]),
-                        "-o", str(tmp_path / "m.engine")], capture_output=True, text=True,
-                       env=env, timeout=300)
+                        "--builder", "tensorrt", "-o", str(tmp_path / "m.engine")],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 3, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert "empty package" in r.stderr and not (tmp_path / "m.engine").exists()
@@ -476,7 +476,9 @@ def test_onnxruntime_reference_matches_training_form(onnx_files):
     assert compare(ref, out16, tolerance_for("fp16", min_cosine=0.999)).cosine > 0.999
 
 
-def test_demo_stage_skips_plainly(tmp_path):
+def test_demo_stage_without_gpu(tmp_path):
+    """No CUDA GPU: with TensorRT-RTX the demo builds the engine and says plainly it was not
+    run; with no builder at all it skips, saying exactly why (test_trt_rtx.py has no GPU)."""
     from vnexport.checkpoint import load_checkpoint
 
     if NO_RUNTIME is None:
@@ -485,22 +487,44 @@ def test_demo_stage_skips_plainly(tmp_path):
                            strides=SMALL.strides)
     x = random_inputs(SMALL, 2, SMALL_IMG)
     r = demo_stages.stage_trt(ckpt, x, None, tmp_path, print)
-    assert r.passed is None and r.stage == "trt"
-    assert r.detail == NO_RUNTIME
-    assert "pip install 'vnexport[trt]'" in r.detail or "--gpus all" in r.detail
+    assert r.stage == "trt" and r.passed is None
     assert demo_stages.STAGES[-1] is demo_stages.stage_trt
+    if vt.builder_installed("tensorrt-rtx") and vt._load_libcuda() is None:
+        assert r.built and r.verdict == "NOT RUN"
+        assert r.detail.startswith("built with tensorrt-rtx ") and "NOT run" in r.detail
+        meta = json.loads(vt.provenance_path(r.artifact).read_text())
+        assert meta["verification"] is None and Path(r.artifact).stat().st_size > 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == \
+            ["c.pth", "model_fp32.engine", "model_fp32.engine.json"]
+    else:
+        assert r.detail == NO_RUNTIME and r.verdict == "skipped"
+
+
+def test_demo_stage_without_any_builder_says_why(tmp_path, monkeypatch):
+    from vnexport.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(vt, "builder_installed", lambda builder: False)
+    ckpt = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL),
+                           strides=SMALL.strides)
+    r = demo_stages.stage_trt(ckpt, random_inputs(SMALL, 2, SMALL_IMG), None, tmp_path, print)
+    assert r.passed is None and not r.built and r.verdict == "skipped" and r.artifact == "-"
+    assert r.detail.startswith("no TensorRT builder is installed")
+    assert "vnexport[trt]" in r.detail and "vnexport[trt-rtx]" in r.detail
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
 
 
 def test_checkpoint_source_without_runtime_exits_3(tmp_path):
-    """A checkpoint source is checked (exit 2 for bad input) before the runtime (exit 3)."""
+    """A checkpoint source is checked (exit 2 for bad input) before the runtime (exit 3):
+    without a GPU to verify on (TensorRT-RTX here) or without any builder, nothing is
+    written, not even the exported ONNX file."""
     if NO_RUNTIME is None:
         pytest.skip("TensorRT and a GPU are present: this would build an engine")
     ckpt = write_training_checkpoint(tmp_path / "c.pth", SMALL)
     r = run_cli("trt", str(ckpt), "--precision", "int8", "--img-size", str(SMALL_IMG),
                 "--strides", "2,2")
     assert r.returncode == 3, r.stderr
-    assert NO_RUNTIME in r.stderr
+    why = vt.NO_GPU_TO_VERIFY if vt.builder_installed("tensorrt-rtx") else NO_RUNTIME
+    assert r.stderr.strip().splitlines()[-1] == f"error: {why}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
 
 

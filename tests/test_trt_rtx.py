@@ -25,11 +25,13 @@ import numpy as np
 import pytest
 
 from vnexport import trt as vt
+from vnexport.onnx_file import detect_precision
+from vnexport.stages import trt as trt_stage
 from vnexport.checkpoint import load_checkpoint
 from vnexport.errors import MissingRuntimeError, VnexportError
 from vnexport.model import VanillaNetConfig
 from vnexport.synthetic import write_training_checkpoint
-from vnexport.verify import compare, random_inputs, run_torch
+from vnexport.verify import compare, random_inputs, run_torch, tolerance_for
 
 try:
     import tensorrt_rtx as trtx
@@ -82,7 +84,7 @@ def build(ckpt, tmp_path: Path, precision: str, options: vt.BuildOptions, img: i
     out = tmp_path / f"{label or precision}.engine"
     runtime = vt.require_builder(options, need_gpu=False)
     t = time.perf_counter()
-    res, _ = vt.build_from_source(ckpt.path, out, precision, options, ckpt=ckpt,
+    res, _ = trt_stage.build_from_source(ckpt.path, out, precision, options, ckpt=ckpt,
                                   from_onnx=False, runtime=runtime, verify=None, img_size=img,
                                   echo=lambda s: None, note=lambda s: None)
     if timings is not None:
@@ -176,9 +178,9 @@ def test_workspace_and_optimisation_level_reach_the_config(ckpts, tmp_path):
 @needs_rtx
 def test_int8_engine_from_an_onnx_file(ckpts, tmp_path):
     """build_engine on an int8 file written by the ONNX stage (the `vnexport trt m.onnx` path)."""
-    onnx_path = vt.export_for_engine(ckpts["small"], tmp_path / "m_int8.onnx", "int8",
+    onnx_path = trt_stage.export_for_engine(ckpts["small"], tmp_path / "m_int8.onnx", "int8",
                                      vt.BuildOptions(**DYN), img_size=64)
-    assert vt.detect_precision(onnx_path) == "int8"
+    assert detect_precision(onnx_path) == "int8"
     options = vt.BuildOptions(compute_capabilities=("8.0", "8.6"), **RTX, **DYN)
     res = vt.build_engine(onnx_path, tmp_path / "m.engine", options)
     assert res.written and res.provenance["precision"] == "int8"
@@ -234,7 +236,7 @@ def test_auto_without_any_builder_names_both(monkeypatch):
 @pytest.mark.skipif(NO_GPU is None, reason="a CUDA GPU is present: the engine can be verified")
 def test_verification_without_gpu_builds_nothing(ckpts, tmp_path):
     options = vt.BuildOptions(**RTX)
-    onnx_path = vt.export_for_engine(ckpts["small"], tmp_path / "m.onnx", "fp32", options, 64)
+    onnx_path = trt_stage.export_for_engine(ckpts["small"], tmp_path / "m.onnx", "fp32", options, 64)
     with pytest.raises(MissingRuntimeError) as e:
         vt.require_builder(options, need_gpu=True)
     assert str(e.value) == vt.NO_GPU_TO_VERIFY
@@ -304,5 +306,5 @@ def test_gpu_profile_from_the_engine_and_verified_outputs(ckpts, tmp_path):
     assert (tuple(lo), tuple(opt), tuple(hi)) == ((1, 3, 64, 64), (8, 3, 64, 64), (32, 3, 64, 64))
     x = random_inputs(SMALL, 11, 64, seed=3)
     comp = compare(run_torch(ckpt.build_model(), x), vt.run_engine(out, x),
-                   vt.tolerance_for("fp32"))
+                   tolerance_for("fp32"))
     assert comp.passed, comp.failures

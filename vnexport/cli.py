@@ -147,6 +147,19 @@ class HardwareCompat(str, Enum):
     same_cc = "same-cc"
 
 
+class Builder(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    tensorrt_rtx = "tensorrt-rtx"
+
+
+# --fp32/--fp16/--int8: aliases of --precision (trt, onnx, quantize), as trtexec and
+# Polygraphy spell them
+PREC_FP32 = typer.Option(False, "--fp32", help="Same as --precision fp32.")
+PREC_FP16 = typer.Option(False, "--fp16", help="Same as --precision fp16.")
+PREC_INT8 = typer.Option(False, "--int8", help="Same as --precision int8.")
+
+
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
@@ -155,7 +168,8 @@ class Device(str, Enum):
 # ------------------------------------------------------------------------------------------
 # options of one command each
 
-INFO_CKPT = typer.Argument(..., help="Training or deploy checkpoint (.pth, .safetensors).")
+INFO_CKPT = typer.Argument(..., help="Training or deploy checkpoint (.pth, .safetensors), or a "
+    "TensorRT engine (.engine, .plan, .trt).")
 INFO_AS_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 FUSE_CKPT = typer.Argument(..., help="Training checkpoint (.pth, .safetensors).")
 FUSE_OUTPUT = typer.Option(None, "--output", "-o", help="Deploy checkpoint to "
@@ -186,7 +200,7 @@ ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, help="Input height and wi
 ONNX_SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim on the "
     "cleaned graph (verification always runs on the final "
     "graph).")
-ONNX_PRECISION = typer.Option(Precision.fp32, "--precision", help="fp32; fp16 (float16 "
+ONNX_PRECISION = typer.Option(None, "--precision", help="fp32 (default); fp16 (float16 "
     "weights and compute, nodes whose values do not fit "
     "kept float32, float32 input/output unless --fp16-io); "
     "int8 (explicit Q/DQ: symmetric per-channel weights, "
@@ -200,7 +214,8 @@ ONNX_NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime 
     "verification (the file then carries no figures).")
 QUANTIZE_ONNX_FILE = typer.Argument(..., help="The fp32 ONNX file (one input [N,3,H,W], one "
     "output), e.g. from vnexport onnx.")
-QUANTIZE_PRECISION = typer.Option(..., "--precision", help="fp16: float16 weights and "
+QUANTIZE_PRECISION = typer.Option(None, "--precision", help="Required (or --fp16 / "
+    "--int8). fp16: float16 weights and "
     "compute, nodes that do not fit kept float32. int8: "
     "explicit QuantizeLinear/DequantizeLinear (Q/DQ).")
 QUANTIZE_OUTPUT = typer.Option(..., "--output", "-o", help="ONNX file to write.")
@@ -233,11 +248,18 @@ TRT_MAX_BATCH = typer.Option(None, "--max-batch", help="Largest batch of the "
 TRT_WORKSPACE = typer.Option(None, "--workspace", help="Builder workspace pool "
     "limit in GiB (default: TensorRT's, the GPU's "
     "memory).")
-TRT_TIMING_CACHE = typer.Option(None, "--timing-cache", help="Tactic timing "
-    "cache: loaded if it exists, updated and saved "
+TRT_TIMING_CACHE = typer.Option(None, "--timing-cache", help="Datacenter TensorRT: tactic "
+    "timing cache, loaded if it exists, updated and saved "
     "after the build (speeds up later builds).")
+TRT_BUILDER = typer.Option(Builder.auto, "--builder", help="tensorrt: datacenter TensorRT, "
+    "builds on the GPU it targets. tensorrt-rtx: TensorRT for RTX, builds on the CPU (no GPU "
+    "needed) for --compute-capability targets; its engines need the TensorRT-RTX runtime. "
+    "auto: what the options call for, else TensorRT where installed, else TensorRT-RTX.")
+TRT_COMPUTE_CAPABILITY = typer.Option(None, "--compute-capability", help="TensorRT-RTX: the "
+    "GPUs to build for, e.g. 8.0 (A100) or 8.0,8.6,8.9 (default: TensorRT-RTX's portable "
+    "set, 8.0, 8.6, 8.9, 12.0 and later).")
 TRT_HARDWARE_COMPAT = typer.Option(HardwareCompat.none, "--hardware-compat",
-    help="none: this GPU's architecture only; "
+    help="Datacenter TensorRT. none: this GPU's architecture only; "
     "ampere+: one engine for A100 and newer "
     "(built on Ampere or newer; may be slower); "
     "same-cc: GPUs of this compute capability.")
@@ -257,7 +279,8 @@ TRT_KEEP_ONNX = typer.Option(None, "--keep-onnx", help="With a checkpoint: also 
 TRT_IMG_SIZE = typer.Option(None, "--img-size", min=8, help="Input size: for a "
     "checkpoint (default 224), or for an ONNX file with "
     "dynamic height/width (must match a static one).")
-TRT_NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the verification.")
+TRT_NO_VERIFY = typer.Option(False, "--no-verify", help="Build without running the engine "
+    "(needed on a machine without a CUDA GPU); the provenance says it was not verified.")
 TRT_VERBOSE = typer.Option(False, "--verbose", "-v", help="Show Polygraphy's and "
     "TensorRT's build log.")
 VERIFY_REFERENCE = typer.Argument(..., help="The training checkpoint: the independent "
@@ -299,6 +322,19 @@ DEMO_N = typer.Option(8, "--n", min=1, help="How many verification inputs.")
 def plain(value: Any) -> Any:
     """An option's value as the stages take it: an Enum member as its value."""
     return value.value if isinstance(value, Enum) else value
+
+
+def precision_of(values: dict, default: Optional[str] = None) -> Optional[str]:
+    """--precision and its aliases --fp32/--fp16/--int8 as one value (``default`` when none
+    is given); two different ones are exit 2."""
+    given = [f"--{name}" for name in ("fp32", "fp16", "int8") if values.get(name)]
+    names = {g[2:] for g in given}
+    if values.get("precision") is not None:
+        given.append(f"--precision {plain(values['precision'])}")
+        names.add(plain(values["precision"]))
+    if len(names) > 1:
+        raise VnexportError(f"{' and '.join(given)} conflict: give one precision")
+    return names.pop() if names else default
 
 
 def pick(cls, values: dict, **given):
@@ -356,15 +392,22 @@ def info(
     as_json: bool = INFO_AS_JSON,
     trust: bool = TrustOpt,
 ) -> None:
-    """What is this file? Form, variant, config, weights used, epoch, act_learn, size, cost."""
+    """What is this file? A checkpoint: form, variant, config, weights used, epoch, act_learn,
+    size, cost. A TensorRT engine (.engine, .plan, .trt): its provenance, TensorRT-RTX's header
+    check, and its own tensors and profile (those need its runtime and a CUDA GPU: without
+    them the facts are printed, then exit 3)."""
     from .stages import info as stage
 
     v = locals()
-    result = stage.run(pick(stage.InfoOptions, v, source=pick(stage.Source, v)), log())
+    engine = stage.is_engine(ckpt)
+    result = stage.run_engine(ckpt) if engine else \
+        stage.run(pick(stage.InfoOptions, v, source=pick(stage.Source, v)), log())
     if as_json:
         echo(json.dumps(result.to_dict(), indent=2, default=str))
-        return
-    finish(result, None)
+    else:
+        finish(result, None)
+    if engine and result.missing is not None:
+        raise result.missing
 
 
 @app.command()
@@ -412,7 +455,10 @@ def onnx_command(
     batch: int = ONNX_BATCH,
     img_size: int = ONNX_IMG_SIZE,
     simplify: bool = ONNX_SIMPLIFY,
-    precision: Precision = ONNX_PRECISION,
+    precision: Optional[Precision] = ONNX_PRECISION,
+    fp32: bool = PREC_FP32,
+    fp16: bool = PREC_FP16,
+    int8: bool = PREC_INT8,
     calib_images: Optional[Path] = CalibImagesOpt,
     calib_n: int = CalibNOpt,
     method: CalibMethod = MethodOpt,
@@ -449,7 +495,7 @@ def onnx_command(
     from .stages import onnx as stage
     from .stages.quantize import Conversion
 
-    v = locals()
+    v = dict(locals(), precision=precision_of(locals(), "fp32"))
     opts = pick(stage.OnnxOptions, v, export=pick(stage.Export, v), source=pick(stage.Source, v),
                 conversion=pick(Conversion, v), check=pick(stage.Check, v))
     finish(stage.run(opts, log()), json_out)
@@ -459,7 +505,10 @@ def onnx_command(
 @handle_errors
 def quantize(
     onnx_file: Path = QUANTIZE_ONNX_FILE,
-    precision: Precision = QUANTIZE_PRECISION,
+    precision: Optional[Precision] = QUANTIZE_PRECISION,
+    fp32: bool = PREC_FP32,
+    fp16: bool = PREC_FP16,
+    int8: bool = PREC_INT8,
     output: Path = QUANTIZE_OUTPUT,
     calib_images: Optional[Path] = CalibImagesOpt,
     calib_n: int = CalibNOpt,
@@ -489,7 +538,10 @@ def quantize(
     """
     from .stages import quantize as stage
 
-    v = locals()
+    v = dict(locals(), precision=precision_of(locals()))
+    if v["precision"] is None:
+        raise VnexportError("give the precision to write: --precision fp16|int8 (or --fp16, "
+                            "--int8)")
     opts = pick(stage.QuantizeOptions, v, conversion=pick(stage.Conversion, v),
                 source=pick(stage.Source, v))
     finish(stage.run(opts, log()), json_out)
@@ -501,6 +553,11 @@ def trt(
     source: Path = TRT_SOURCE,
     output: Optional[Path] = TRT_OUTPUT,
     precision: Optional[Precision] = TRT_PRECISION,
+    fp32: bool = PREC_FP32,
+    fp16: bool = PREC_FP16,
+    int8: bool = PREC_INT8,
+    builder: Builder = TRT_BUILDER,
+    compute_capability: Optional[str] = TRT_COMPUTE_CAPABILITY,
     min_batch: Optional[int] = TRT_MIN_BATCH,
     opt_batch: Optional[int] = TRT_OPT_BATCH,
     max_batch: Optional[int] = TRT_MAX_BATCH,
@@ -530,24 +587,27 @@ def trt(
     verbose: bool = TRT_VERBOSE,
     trust: bool = TrustOpt,
 ) -> None:
-    """Build a strongly typed TensorRT engine (TensorRT 10.12+ / 11.x), verify it, write it.
+    """Build a strongly typed TensorRT engine, verify it, write it with its provenance.
 
-    The precision comes from the ONNX file (an FP16 graph, or Q/DQ INT8), not from builder
-    flags. Verified against the fp32 training form when a checkpoint is at hand (the source, or
-    --reference), else against ONNX Runtime on the same file. Tolerances by precision: fp32 max
-    rel err 1e-4 and 100% top-1 (TF32 off); fp16 cosine >= 0.9999 and top-1 >= 99%; int8 top-1
-    >= 98%. A failed verification exits 1 and writes nothing.
+    Builders: datacenter TensorRT 10.12+ / 11.x (on the GPU it targets) or TensorRT for RTX
+    (on the CPU, for --compute-capability targets; --builder). The precision comes from the
+    ONNX file (an FP16 graph, or Q/DQ INT8), not from builder flags. Verified against the fp32
+    training form when a checkpoint is at hand (the source, or --reference), else against ONNX
+    Runtime on the same file. Tolerances by precision: fp32 max rel err 1e-4 and 100% top-1
+    (TF32 off); fp16 cosine >= 0.9999 and top-1 >= 99%; int8 top-1 >= 98%. A failed check
+    exits 1 and writes nothing. No CUDA GPU to run the engine on: add --no-verify.
 
     Order of checks: options and input files first (exit 2, also without TensorRT), then the
-    runtime (TensorRT >= 10.12, Polygraphy, a CUDA GPU: exit 3 with one line), then the build.
+    runtime (the builder, and a GPU unless --no-verify: exit 3 with one line), then the build.
     """
     from .stages import trt as stage
-    from .trt import BuildOptions
+    from .trt import BuildOptions, parse_compute_capabilities
 
-    v = locals()
+    v = dict(locals(), precision=precision_of(locals()))
     spec = None if no_verify else pick(stage.VerifySpec, v, max_rel=max_rel_err)
-    opts = pick(stage.TrtOptions, v, build=pick(BuildOptions, v, workspace_gib=workspace),
-                ckpt_source=pick(stage.Source, v), verify=spec)
+    build = pick(BuildOptions, v, workspace_gib=workspace,
+                 compute_capabilities=parse_compute_capabilities(compute_capability))
+    opts = pick(stage.TrtOptions, v, build=build, ckpt_source=pick(stage.Source, v), verify=spec)
     finish(stage.run(opts, log()), json_out)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +18,7 @@ import onnx
 
 from .. import ort, trt
 from ..checkpoint import load_checkpoint
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK, VnexportError
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, MissingRuntimeError, VnexportError
 from ..fuse import deploy_model, provenance, save_deploy, verify_against_training
 from ..model import VARIANTS, check_img_size
 from ..onnx_export import fp32_onnx_from_deploy, verification_metadata
@@ -36,9 +36,16 @@ class StageResult:
     stage: str
     artifact: str
     seconds: float
-    passed: bool | None  # None: skipped
+    passed: bool | None  # None: skipped, or built but not run (``built``)
     detail: str
     extra: dict = field(default_factory=dict)
+    built: bool = False  # an artifact was written (with passed None: not verified)
+
+    @property
+    def verdict(self) -> str:
+        if self.passed is None:
+            return "NOT RUN" if self.built else "skipped"
+        return "PASS" if self.passed else "FAIL"
 
 
 def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
@@ -111,30 +118,54 @@ def stage_precision(ckpt, x, reference, workdir: Path, echo: Callable[[str], Non
                        time.perf_counter() - t0, ok, detail, extra)
 
 
+def _demo_builder(options) -> tuple[dict | None, str | None]:
+    """The runtime the demo's engine is built with: the auto choice (datacenter TensorRT with
+    its GPU, or TensorRT-RTX), else TensorRT-RTX where installed (it needs no GPU); else None
+    and exactly why."""
+    try:
+        return trt.require_builder(options, need_gpu=False), None
+    except MissingRuntimeError as e:
+        first = str(e)
+    if options.builder == "auto" and trt.builder_installed("tensorrt-rtx"):
+        try:
+            return trt.require_builder(replace(options, builder="tensorrt-rtx"),
+                                       need_gpu=False), None
+        except MissingRuntimeError as e:
+            first = f"{first}; TensorRT-RTX: {e}"
+    return None, first
+
+
 def stage_trt(ckpt, x, reference, workdir: Path, echo):
-    """Build and verify an fp32 engine of the demo checkpoint where TensorRT and a GPU exist."""
+    """An fp32 engine of the demo checkpoint: built and verified against the training form
+    where a builder and a CUDA GPU exist; built unverified (TensorRT-RTX, no GPU to run it on)
+    where only a builder does; skipped, saying why, where none does."""
     t = time.perf_counter()
     out = workdir / "model_fp32.engine"
-    why = trt.runtime_missing_reason()
-    if why is not None:
-        # the demo's table prints "skipped: <detail>"
-        return StageResult("trt", "-", 0.0, None, why)
     options = trt.BuildOptions(min_batch=1, opt_batch=1, max_batch=len(x))
+    runtime, why = _demo_builder(options)
+    if runtime is None:
+        return StageResult("trt", "-", 0.0, None, why)  # the table prints "skipped: <why>"
     for p in (out, trt.provenance_path(out)):
         p.unlink(missing_ok=True)
+    tol = tolerance_for("fp32")
+    check = None if runtime.get("gpu") is None else \
+        (lambda run: compare(reference, run(x.numpy()), tol))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         onnx_path = export_for_engine(ckpt, Path(tmp) / "model.onnx", "fp32", options,
                                       img_size=x.shape[-1])
-        tol = tolerance_for("fp32")
-        res = trt.build_engine(onnx_path, out, options,
-                           check=lambda run: compare(reference, run(x.numpy()), tol),
-                           reference=f"training form of {ckpt.path.name}",
-                           verification_inputs={"n": len(x), "img_size": x.shape[-1]})
-    comp = res.comparison
-    gpu = res.provenance.get("gpu") or {}
-    detail = f"{comp.summary()} on {gpu.get('name', '?')}"
-    return StageResult("trt", str(out), time.perf_counter() - t, comp.passed, detail,
-                       {"comparison": comp.to_dict(), "provenance": res.provenance})
+        res = trt.build_engine(onnx_path, out, options, check=check, runtime=runtime,
+                               reference=f"training form of {ckpt.path.name}",
+                               verification_inputs={"n": len(x), "img_size": x.shape[-1]})
+    prov, comp, seconds = res.provenance, res.comparison, time.perf_counter() - t
+    builder = f"{prov['builder']} {prov['builder_version']}"
+    if comp is None:
+        return StageResult("trt", str(out), seconds, None,
+                           f"built with {builder}, NOT run: no CUDA GPU here to verify it on",
+                           {"provenance": prov}, built=True)
+    gpu = prov.get("gpu") or {}
+    return StageResult("trt", str(out), seconds, comp.passed,
+                       f"{comp.summary()} on {gpu.get('name', '?')} ({builder})",
+                       {"comparison": comp.to_dict(), "provenance": prov}, built=True)
 
 
 # Every stage in pipeline order.
@@ -156,8 +187,7 @@ class DemoResult(Result):
     def lines(self) -> list[str]:
         lines = ["", f"{'stage':<10} {'artifact':<44} {'time':>7}  result"]
         for r in self.stages:
-            verdict = "skipped" if r.passed is None else ("PASS" if r.passed else "FAIL")
-            lines.append(f"{r.stage:<10} {r.artifact:<44} {r.seconds:>6.1f}s  {verdict}: "
+            lines.append(f"{r.stage:<10} {r.artifact:<44} {r.seconds:>6.1f}s  {r.verdict}: "
                          f"{r.detail}")
         return lines
 

@@ -1,11 +1,16 @@
-"""``vnexport info``: what a checkpoint is (form, variant, config, weights, epoch, cost)."""
+"""``vnexport info``: what a checkpoint is (form, variant, config, weights, epoch, cost), or
+what a TensorRT engine is (its provenance, TensorRT-RTX's header check, and, with its runtime
+and a CUDA GPU, its own tensors and profile)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import trt
+from ..errors import MissingRuntimeError
 from ..model import multiply_adds, parameter_count
+from ..runners import ENGINE_SUFFIXES
 from .common import Log, Result, Source, check_img_size, load
 
 
@@ -62,3 +67,57 @@ def _text(c, data: dict, ckpt: Path, img_size: int) -> list[str]:
         f"mult-adds   {data['macs_deploy'] / 1e9:.2f} G deploy at {img_size}x{img_size}",
         f"sha256      {c.sha256}",
     ]
+
+
+# ------------------------------------------------------------------------------------------
+# an engine
+
+
+def is_engine(path: Path) -> bool:
+    return path.suffix.lower() in ENGINE_SUFFIXES
+
+
+@dataclass
+class EngineInfoResult(InfoResult):
+    """``missing``: why the engine could not be loaded here (no CUDA GPU, no runtime); the
+    command prints the facts, then exits 3 with it."""
+
+    missing: MissingRuntimeError | None = None
+
+
+def run_engine(path: Path) -> EngineInfoResult:
+    facts = trt.engine_facts(path)
+    missing = None
+    try:
+        facts["engine"] = trt.engine_io(path)
+    except MissingRuntimeError as e:
+        facts["engine"], missing = None, e
+        facts["not_loaded"] = str(e)
+    return EngineInfoResult(report=facts, text=_engine_text(facts), missing=missing)
+
+
+def _engine_text(f: dict) -> list[str]:
+    out = [f"file        {f['file']} ({f['bytes'] / 2**20:.1f} MiB)",
+           f"sha256      {f['sha256']}"]
+    if f["provenance"] is None:
+        out.append("provenance  none (no <engine>.json beside it)")
+    else:
+        ver = f.get("verification")
+        out += [f"provenance  {f['provenance']} (sha256 "
+                f"{'matches' if f.get('sha256_matches_provenance') else 'DOES NOT match'})",
+                f"builder     {f.get('builder')} {f.get('builder_version')}",
+                f"targets     {f.get('targets')}",
+                f"precision   {f.get('precision')}, strongly typed {f.get('strongly_typed')}, "
+                f"tf32 {f.get('tf32')}",
+                "profile     " + (" ".join(f"{k} {f['profile'][k]}" for k in ("min", "opt", "max"))
+                                  if f.get("profile") else "-"),
+                "verified    " + (("PASS" if ver.get("passed") else "FAIL") + f" ({ver})"
+                                  if ver else f"no: {f.get('verification_skipped')}")]
+    hc = f["header_check"]
+    out.append("header      " + (f"TensorRT-RTX {hc['tensorrt_rtx']}: {hc['validity']} "
+                                 f"{hc['diagnostics'] or ''}- {hc['meaning']}"
+                                 if hc["checked"] else f"not checked: {hc['why']}"))
+    for t in (f.get("engine") or {}).get("tensors", []):
+        out.append(f"tensor      {t['mode']} {t['name']} {t['dtype']} {t['shape']}"
+                   + (f" profile {t['profile']}" if "profile" in t else ""))
+    return out

@@ -2,7 +2,9 @@
 stage's export on the way), verified, written with its provenance or refused.
 
 Order of checks: options and input files first (exit 2, also without TensorRT), then the
-runtime (TensorRT >= 10.12, Polygraphy, a CUDA GPU: exit 3 with one line), then the build.
+runtime (exit 3 with one line: the builder, datacenter TensorRT >= 10.12 with a CUDA GPU or
+TensorRT-RTX, Polygraphy; and a CUDA GPU to run the engine on unless --no-verify), then the
+build.
 The TensorRT mechanisms (builders, engines, provenance) are in ``vnexport/trt.py``; they are
 called through the module (``trt.build_engine``) so that tests can stand in for the GPU.
 """
@@ -199,13 +201,26 @@ def _check_inputs(opts: TrtOptions, log: Log):
     return prec, ckpt, output, keep_onnx
 
 
+def runtime_line(runtime: dict) -> str:
+    """Which builder builds, on what, for which GPUs."""
+    gpu = runtime.get("gpu")
+    if runtime.get("builder") == "tensorrt-rtx":
+        targets = runtime.get("compute_capabilities")
+        return (f"TensorRT-RTX {runtime['builder_version']} (builds on the CPU) for "
+                + (f"compute capability {', '.join(targets)}" if targets else
+                   "its default targets (8.0, 8.6, 8.9, 12.0 and later)")
+                + (f"; GPU here: {gpu['name']}" if gpu else "; no CUDA GPU here"))
+    return (f"TensorRT {runtime['tensorrt']} on {gpu['name']} "
+            f"(compute capability {gpu['compute_capability']})")
+
+
 def run(opts: TrtOptions, log: Log = Log()) -> Result:
     t0 = time.perf_counter()
     opts.build.validate()
     prec, ckpt, output, keep_onnx = _check_inputs(opts, log)
-    runtime = trt.require_runtime(opts.build.hardware_compat)
-    log.echo(f"TensorRT {runtime['tensorrt']} on {runtime['gpu']['name']} "
-             f"(compute capability {runtime['gpu']['compute_capability']})")
+    # the runtime (exit 3): the builder, and a GPU to run the engine on unless --no-verify
+    runtime = trt.require_builder(opts.build, need_gpu=opts.verify is not None)
+    log.echo(runtime_line(runtime))
     res, ref_label = build_from_source(
         opts.source, output, prec, opts.build, ckpt=ckpt, from_onnx=_is_onnx(opts.source),
         runtime=runtime, verify=opts.verify, img_size=opts.img_size, opset=opts.opset,
@@ -219,7 +234,8 @@ def run(opts: TrtOptions, log: Log = Log()) -> Result:
         for line in comparison_lines(f"verify engine vs {ref_label}", res.comparison):
             log.echo(line)
     else:
-        log.echo("verification skipped (--no-verify)")
+        log.echo("NOT VERIFIED: the engine was not run (--no-verify"
+                 + ("" if runtime.get("gpu") else "; no CUDA GPU here") + ")")
     if not res.written:
         return Result(report, [f"not written: {output}"], EXIT_CHECK_FAILED)
     report["seconds"] = round(time.perf_counter() - t0, 3)
