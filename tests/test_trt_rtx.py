@@ -308,3 +308,179 @@ def test_gpu_profile_from_the_engine_and_verified_outputs(ckpts, tmp_path):
     comp = compare(run_torch(ckpt.build_model(), x), vt.run_engine(out, x),
                    tolerance_for("fp32"))
     assert comp.passed, comp.failures
+
+
+# ------------------------------------------------------------------------------------------
+# through the CLI, as the issue's "done when" reads (in process: CliRunner)
+
+
+def invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from vnexport.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return r.exit_code, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def cli_ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rtx_cli")
+    return write_training_checkpoint(d / "ck.pth", SMALL, seed=6, with_ema=False)
+
+
+SMALL_ARGS = ("--strides", "2,2", "--img-size", "64")
+
+
+def write_pngs(folder: Path, n: int = 8, size: int = 80) -> Path:
+    """Small RGB PNGs (smooth gradients with noise, seeded) for --calib-images."""
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        base = np.stack([xx, yy, (xx + yy) / 2], -1) * rng.uniform(0.3, 1.0, 3)
+        img = np.clip(base + rng.normal(0, 0.08, base.shape), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def assert_engine_and_json(engine: Path, precision: str, caps: list[str],
+                           batches: tuple[int, int, int]) -> dict:
+    assert engine.stat().st_size > 10_000
+    assert_well_formed(engine)
+    meta = json.loads(vt.provenance_path(engine).read_text())
+    assert meta["builder"] == "tensorrt-rtx" and meta["builder_version"] == trtx.__version__
+    assert meta["compute_capabilities"] == caps == meta["builder_config"]["compute_capabilities"]
+    assert meta["precision"] == precision
+    assert [meta["profile"][k][0] for k in ("min", "opt", "max")] == list(batches)
+    assert meta["verification"] is None and "not run" in meta["verification_skipped"]
+    return meta
+
+
+@needs_rtx
+def test_cli_int8_from_calibration_images(cli_ckpt, tmp_path):
+    calib = write_pngs(tmp_path / "calib")
+    code, out, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "--precision", "int8",
+                            "--calib-images", calib, "-o", tmp_path / "m.onnx")
+    assert code == 0, out + err
+    code, out, err = invoke("trt", tmp_path / "m.onnx", "--builder", "tensorrt-rtx",
+                            "--compute-capability", "8.0", "--no-verify",
+                            "-o", tmp_path / "m.engine")
+    assert code == 0, out + err
+    assert "NOT VERIFIED: the engine was not run" in out
+    assert_engine_and_json(tmp_path / "m.engine", "int8", ["8.0"], (1, 1, 1))
+
+
+@needs_rtx
+def test_cli_fp32_dynamic_1_8_32(cli_ckpt, tmp_path):
+    code, out, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "--dynamic-batch", "--max-batch",
+                            "32", "-o", tmp_path / "m.onnx")
+    assert code == 0, out + err
+    code, out, err = invoke("trt", tmp_path / "m.onnx", "--builder", "tensorrt-rtx",
+                            "--compute-capability", "8.0,8.6", "--min-batch", "1",
+                            "--opt-batch", "8", "--max-batch", "32", "--no-verify",
+                            "-o", tmp_path / "m.engine")
+    assert code == 0, out + err
+    assert_engine_and_json(tmp_path / "m.engine", "fp32", ["8.0", "8.6"], (1, 8, 32))
+
+
+@needs_rtx
+def test_cli_fp16_alias_from_a_checkpoint(cli_ckpt, tmp_path):
+    code, out, err = invoke("trt", cli_ckpt, *SMALL_ARGS, "--fp16", "--builder", "tensorrt-rtx",
+                            "--compute-capability", "8.0", "--no-verify",
+                            "-o", tmp_path / "f.engine")
+    assert code == 0, out + err
+    meta = assert_engine_and_json(tmp_path / "f.engine", "fp16", ["8.0"], (1, 1, 1))
+    assert meta["source_checkpoint"]["file"] == "ck.pth"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.engine", "f.engine.json"]
+
+
+@needs_rtx
+@pytest.mark.skipif(NO_GPU is None, reason="a CUDA GPU is present: the engine is verified")
+def test_cli_without_no_verify_exit3_one_line_nothing_written(cli_ckpt, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    code, out, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "-o", src / "m.onnx")
+    assert code == 0, out + err
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = invoke("trt", src / "m.onnx", "-o", out_dir / "m.engine")  # auto
+    assert code == 3 and err.splitlines() == [f"error: {vt.NO_GPU_TO_VERIFY}"]
+    assert "Traceback" not in out + err
+    code, out, err = invoke("trt", cli_ckpt, *SMALL_ARGS, "--builder", "tensorrt-rtx",
+                            "--keep-onnx", out_dir / "k.onnx", "-o", out_dir / "c.engine")
+    assert code == 3  # the checkpoint's loading note, then the one error line
+    assert [ln for ln in err.splitlines() if ln.startswith("error")] == \
+        [f"error: {vt.NO_GPU_TO_VERIFY}"] == err.splitlines()[-1:]
+    assert list(out_dir.iterdir()) == []  # no engine, no JSON, no kept ONNX file
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--fp16", "--precision", "int8"], "--fp16 and --precision int8 conflict"),
+    (["--fp16", "--int8"], "--fp16 and --int8 conflict"),
+    (["--builder", "tensorrt-rtx", "--hardware-compat", "ampere+"],
+     "--hardware-compat ampere+: TensorRT-RTX has no such setting"),
+    (["--builder", "tensorrt-rtx", "--timing-cache", "t.cache"], "--timing-cache: TensorRT-RTX"),
+    (["--builder", "tensorrt", "--compute-capability", "8.0"], "applies to --builder tensorrt-rtx"),
+    (["--compute-capability", "sm80"], "MAJOR.MINOR"),
+])
+def test_cli_option_conflicts_exit2_before_any_runtime(cli_ckpt, tmp_path, args, msg):
+    code, out, err = invoke("trt", cli_ckpt, *SMALL_ARGS, *args, "-o", tmp_path / "m.engine")
+    assert code == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and msg in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_precision_aliases_in_onnx_and_quantize(cli_ckpt, tmp_path):
+    code, _, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "--int8", "--precision", "fp16",
+                          "-o", tmp_path / "m.onnx")
+    assert code == 2 and "--int8 and --precision fp16 conflict" in err
+    code, out, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "--fp16", "-o", tmp_path / "m.onnx")
+    assert code == 0, out + err
+    assert detect_precision(tmp_path / "m.onnx") == "fp16"
+    code, out, err = invoke("onnx", cli_ckpt, *SMALL_ARGS, "-o", tmp_path / "f32.onnx")
+    assert code == 0 and detect_precision(tmp_path / "f32.onnx") == "fp32"
+    code, _, err = invoke("quantize", tmp_path / "f32.onnx", "-o", tmp_path / "q.onnx")
+    assert code == 2 and "--precision fp16|int8" in err
+    code, out, err = invoke("quantize", tmp_path / "f32.onnx", "--int8", "-o",
+                            tmp_path / "q.onnx")
+    assert code == 0, out + err
+    assert detect_precision(tmp_path / "q.onnx") == "int8"
+
+
+@pytest.mark.parametrize("command, options", [
+    ("trt", ["--fp32", "--fp16", "--int8", "--precision", "--builder", "--compute-capability",
+             "--no-verify", "--hardware-compat"]),
+    ("onnx", ["--fp32", "--fp16", "--int8", "--precision"]),
+    ("quantize", ["--fp32", "--fp16", "--int8", "--precision"]),
+])
+def test_help_shows_the_aliases(command, options):
+    from typer.testing import CliRunner
+
+    from vnexport.cli import app
+
+    r = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for opt in options:
+        assert opt in r.stdout, (command, opt)
+
+
+@needs_rtx
+@pytest.mark.skipif(NO_GPU is None, reason="a CUDA GPU is present")
+def test_cli_info_verify_bench_of_an_engine_without_gpu(ckpts, cli_ckpt, tmp_path):
+    _, engine = build(ckpts["small"], tmp_path, "fp32", vt.BuildOptions(**RTX), 64)
+    code, out, err = invoke("info", engine)
+    assert code == 3 and err.strip().splitlines() == [err.strip()] and "no CUDA GPU" in err
+    assert "builder     tensorrt-rtx" in out and "sha256 matches" in out
+    assert "header      TensorRT-RTX" in out and "not malformed" in out
+    code, out, err = invoke("info", engine, "--json")
+    assert code == 3 and json.loads(out)["builder"] == "tensorrt-rtx"
+    for args in (["verify", cli_ckpt, engine, "--strides", "2,2"], ["bench", engine]):
+        code, out, err = invoke(*args)
+        assert code == 3 and "no CUDA GPU" in err and "another" not in err, (args, err)
+    junk = tmp_path / "junk.plan"
+    junk.write_bytes(b"\x08\x07" * 100)
+    code, out, err = invoke("info", junk)
+    assert code == 3 and "MALFORMED_ENGINE" in out and "provenance  none" in out
