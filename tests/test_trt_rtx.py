@@ -484,3 +484,47 @@ def test_cli_info_verify_bench_of_an_engine_without_gpu(ckpts, cli_ckpt, tmp_pat
     junk.write_bytes(b"\x08\x07" * 100)
     code, out, err = invoke("info", junk)
     assert code == 3 and "MALFORMED_ENGINE" in out and "provenance  none" in out
+
+
+# ------------------------------------------------------------------------------------------
+# the README's TensorRT example chain, as written (a small checkpoint for checkpoint-best.pth)
+
+
+def readme_trt_lines() -> list[list[str]]:
+    import shlex
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### `vnexport trt`"):]
+    block = section[section.index("```bash") + 7:]
+    block = block[:block.index("```")].replace("\\\n", " ")
+    return [shlex.split(ln.split("#")[0])[1:] for ln in block.splitlines()
+            if ln.startswith("vnexport ")]
+
+
+@needs_rtx
+def test_readme_trt_chain_runs_as_written(cli_ckpt, tmp_path, monkeypatch):
+    """Every line of the README's `vnexport trt` block passes the option and input checks: it
+    exits 0, or 3 for a runtime this machine lacks (a GPU, datacenter TensorRT), never 2 (as
+    the old chain did: an fp16 file with a static batch of 1, then --opt-batch 8)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(cli_ckpt, tmp_path / "checkpoint-best.pth")
+    small = {"onnx": list(SMALL_ARGS), "trt": list(SMALL_ARGS)}
+    code, out, err = invoke("onnx", "checkpoint-best.pth", *SMALL_ARGS, "--int8",
+                            "-o", "vanillanet_13_int8.onnx")  # the Commands block's int8 file
+    assert code == 0, out + err
+    shutil.copy(tmp_path / "vanillanet_13_int8.onnx", tmp_path / "model.onnx")
+    lines = readme_trt_lines()
+    assert len(lines) >= 6 and lines[0][0] == "onnx" and "--dynamic-batch" in lines[0]
+    outcomes = []
+    for args in lines:
+        extra = list(small.get(args[0], []))
+        if "checkpoint-best.pth" not in args[1:2] and args[0] == "trt":
+            extra = ["--strides", "2,2"] if "--reference" in args else []
+        code, out, err = invoke(*args, *extra)
+        outcomes.append((args[:2], code))
+        assert code in (0, 3), (args, out, err)
+        if code == 3:
+            assert "no CUDA GPU" in err or "TensorRT is not installed" in err, (args, err)
+    assert ("vanillanet_13_fp16_rtx.engine" in {p.name for p in tmp_path.iterdir()}), outcomes
