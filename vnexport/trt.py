@@ -711,8 +711,8 @@ def _engine_from_bytes(engine_bytes, path: object = None):
         try:
             gpu_info()
         except MissingRuntimeError as e:  # no GPU: not a version or target mismatch
-            raise MissingRuntimeError(f"no CUDA GPU to load the engine on ({e.message})",
-                                      path) from None
+            raise MissingRuntimeError(f"no CUDA GPU to load the TensorRT engine on "
+                                      f"({e.message})", path) from None
         raise VnexportError("TensorRT could not deserialize this engine (built by another "
                             "TensorRT version, or for another GPU without --hardware-compat?)",
                             path)
@@ -747,7 +747,7 @@ def require_engine_runtime(engine_path: str | os.PathLike) -> dict:
         gpu = gpu_info()
     except MissingRuntimeError as e:
         detail = e.message.removeprefix("no CUDA GPU: ")
-        raise MissingRuntimeError(f"no CUDA GPU to run the engine on ({detail})",
+        raise MissingRuntimeError(f"no CUDA GPU to run the TensorRT engine on ({detail})",
                                   engine_path) from None
     builder = engine_builder(engine_path)
     module = _import_builder_module(builder)
