@@ -528,3 +528,24 @@ def test_readme_trt_chain_runs_as_written(cli_ckpt, tmp_path, monkeypatch):
         if code == 3:
             assert "no CUDA GPU" in err or "TensorRT is not installed" in err, (args, err)
     assert ("vanillanet_13_fp16_rtx.engine" in {p.name for p in tmp_path.iterdir()}), outcomes
+
+
+@needs_rtx
+def test_triton_refuses_a_tensorrt_rtx_engine(ckpts, tmp_path):
+    """Triton's TensorRT backend runs datacenter TensorRT plans: a TensorRT-RTX engine is
+    refused by name (exit 2), nothing written."""
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed "
+                        "(pip install 'vnexport[serve]')")
+    from vnexport.stages import triton as triton_stage
+    from vnexport.stages.common import Log
+
+    options = vt.BuildOptions(**RTX, **DYN)
+    onnx_path = trt_stage.export_for_engine(ckpts["small"], tmp_path / "m.onnx", "fp32",
+                                            options, 64)
+    vt.build_engine(onnx_path, tmp_path / "m.engine", options)
+    with pytest.raises(VnexportError, match="a TensorRT-RTX engine: Triton's TensorRT") as e:
+        triton_stage.run(triton_stage.TritonOptions(artifacts=(tmp_path / "m.engine",),
+                                                    output=tmp_path / "repo"),
+                         Log(echo=lambda s: None, note=lambda s: None))
+    assert e.value.exit_code == 2 and e.value.path == str(tmp_path / "m.engine")
+    assert not (tmp_path / "repo").exists()

@@ -186,6 +186,10 @@ def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
     except (ValueError, KeyError, TypeError):
         raise VnexportError("not a vnexport engine provenance file (needs profile.max and "
                             "source_onnx)", prov_path) from None
+    if prov.get("builder") == "tensorrt-rtx":
+        raise VnexportError("a TensorRT-RTX engine: Triton's TensorRT backend loads datacenter "
+                            "TensorRT plans only; build it with vnexport trt --builder "
+                            "tensorrt on the serving GPU, or serve the ONNX file", path)
     if not source.is_file():
         raise VnexportError(f"the engine's source ONNX file {source.name} (named in "
                             f"{prov_path.name}) is not beside it", path)
