@@ -1,0 +1,755 @@
+"""The CLI contract on hostile input (issue 11), every case run as a real process.
+
+For every bad input: the exit code, exactly one stderr line (``error: ...``) naming the file or
+option, no traceback, nothing created or changed in the case's folder (names, sizes, mtimes;
+hidden temporary files included) and no code run from a pickle. Plus: two concurrent writers
+of one output, kill -9 / SIGTERM in the middle of a write, and ``--json -`` as pure JSON on
+stdout for every command that has it. Every input is generated here, from a small network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from artifacts import IMG, STRIDES, make_small_run
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMORY_LIMIT = 12 << 30  # an absurd allocation fails fast instead of swapping a shared machine
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def vnexport(args, cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "vnexport", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_limit_memory, **kw)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every entry under ``folder`` (hidden ones too): name -> (size, mtime)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = Path(root, name)
+            st = p.lstat()
+            out[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{r.stderr}"
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# inputs
+
+
+@dataclass
+class Arts:
+    folder: Path
+    training: Path
+    deploy: Path
+    onnx: Path
+    obj: dict  # the training checkpoint's content
+    png: Path
+    runtime_fail_onnx: Path
+    huge_input_onnx: Path
+
+
+def _png(path: Path, width: int, height: int, bit_depth: int = 8) -> Path:
+    """A valid grey PNG of any size, written without holding its pixels (zlib of zero rows)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\x00" * (1 + (width * bit_depth + 7) // 8)
+    z = zlib.compressobj(9)
+    body = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _runtime_fail_onnx(src: Path, dst: Path) -> Path:
+    """Loads and passes the checker, fails when run: logits [N, 100] reshaped to [-1, 7]."""
+    import onnx
+    from onnx import helper, numpy_helper
+    import numpy as np
+
+    m = onnx.load(str(src))
+    g = m.graph
+    out = g.output[0]
+    g.initializer.append(numpy_helper.from_array(np.array([-1, 7], np.int64), "bad_shape"))
+    g.node.append(helper.make_node("Reshape", [out.name, "bad_shape"], ["bad_out"]))
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("bad_out", onnx.TensorProto.FLOAT, None))
+    onnx.save(m, str(dst))
+    return dst
+
+
+def _huge_input_onnx(src: Path, dst: Path, size: int = 99968) -> Path:
+    import onnx
+
+    m = onnx.load(str(src))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = size
+    for vi in list(m.graph.value_info):
+        m.graph.value_info.remove(vi)
+    onnx.save(m, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def arts(tmp_path_factory) -> Arts:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("contract-arts")
+    run = make_small_run(folder)
+    png = folder / "cat.png"
+    Image.new("RGB", (40, 36), (120, 30, 200)).save(png)
+    return Arts(folder, run.training, run.deploy, run.onnx,
+                torch.load(run.training, weights_only=False), png,
+                _runtime_fail_onnx(run.onnx, folder / "runtime_fail.onnx"),
+                _huge_input_onnx(run.onnx, folder / "huge_input.onnx"))
+
+
+def put(src: Path, d: Path, name: str | None = None) -> Path:
+    dst = d / (name or src.name)
+    dst.write_bytes(src.read_bytes())
+    return dst
+
+
+def ckpt_with(d: Path, a: Arts, name: str = "ck.pth", **top) -> Path:
+    """The training checkpoint with some top-level entries replaced (``args`` merged)."""
+    obj = dict(a.obj)
+    obj["model"] = dict(obj["model"])
+    for k, v in top.items():
+        obj[k] = v
+    torch.save(obj, d / name)
+    return d / name
+
+
+def ckpt_weights(d: Path, a: Arts, change: Callable[[dict], None], name: str = "ck.pth") -> Path:
+    obj = dict(a.obj)
+    sd = {k: v.clone() for k, v in obj["model"].items()}
+    change(sd)
+    obj["model"] = sd
+    torch.save(obj, d / name)
+    return d / name
+
+
+def args_with(a: Arts, **changes) -> argparse.Namespace:
+    ns = argparse.Namespace(**vars(a.obj["args"]))
+    for k, v in changes.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def image_folder(d: Path, a: Arts, bad: Callable[[Path], object] | None = None,
+                 name: str = "imgs") -> Path:
+    folder = d / name
+    folder.mkdir()
+    put(a.png, folder)
+    if bad is not None:
+        bad(folder)
+    return folder
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+# --------------------------------------------------------------------------------------------
+# the corpus: each builder makes its inputs in ``d`` and returns the case
+
+
+@dataclass
+class Case:
+    args: list
+    names: tuple[str, ...]  # each must appear in the one error line
+    code: int = 2
+    timeout: float = 120
+
+
+CASES: dict[str, Callable[[Path, Arts], Case]] = {}
+
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+FUSE = ("--strides", STRIDES, "--img-size", str(IMG))
+CK = ("--strides", STRIDES)
+
+
+# ---- data loss: outputs onto inputs or existing files
+
+
+@case
+def fuse_json_onto_input(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "out.pth", "--json", ck, *FUSE], ("ck.pth",))
+
+
+@case
+def fuse_json_onto_input_force(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "out.pth", "--json", ck, "--force", *FUSE], ("ck.pth",))
+
+
+@case
+def fuse_output_symlink_to_input(d, a):
+    ck = put(a.training, d, "ck.pth")
+    (d / "link.pth").symlink_to("ck.pth")
+    return Case(["fuse", ck, "-o", "link.pth", "--force", *FUSE], ("link.pth",))
+
+
+@case
+def fuse_output_exists(d, a):
+    ck = put(a.training, d, "ck.pth")
+    (d / "out.pth").write_bytes(b"precious")
+    return Case(["fuse", ck, "-o", "out.pth", *FUSE], ("out.pth", "--force"))
+
+
+@case
+def fuse_json_exists(d, a):
+    ck = put(a.training, d, "ck.pth")
+    (d / "r.json").write_text("{}")
+    return Case(["fuse", ck, "-o", "out.pth", "--json", "r.json", *FUSE], ("r.json", "--force"))
+
+
+@case
+def fuse_json_missing_folder(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "out.pth", "--json", "missing/r.json", *FUSE], ("r.json",))
+
+
+@case
+def fuse_json_readonly_folder(d, a):
+    ck = put(a.training, d, "ck.pth")  # /proc refuses new files, also to root
+    return Case(["fuse", ck, "-o", "out.pth", "--json", "/proc/r.json", *FUSE], ("/proc/r.json",))
+
+
+@case
+def verify_json_onto_reference(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    return Case(["verify", ck, dep, "--json", ck, *FUSE], ("ck.pth",))
+
+
+@case
+def verify_json_onto_artifact(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    return Case(["verify", ck, dep, "--json", dep, *FUSE], ("deploy.pth",))
+
+
+@case
+def bench_json_onto_model(d, a):
+    m = put(a.onnx, d)
+    return Case(["bench", m, "--json", m, "--batch", "1", "--runs", "1", "--warmup", "0"],
+                ("model.onnx",))
+
+
+@case
+def onnx_output_onto_input(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["onnx", ck, "-o", ck, "--force", *FUSE], ("ck.pth",))
+
+
+@case
+def onnx_json_exists(d, a):
+    ck = put(a.training, d, "ck.pth")
+    (d / "r.json").write_text("{}")
+    return Case(["onnx", ck, "-o", "m.onnx", "--json", "r.json", *FUSE], ("r.json",))
+
+
+@case
+def onnx_cache_readonly_folder(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["onnx", ck, "-o", "q.onnx", "--precision", "int8", "--cache", "/proc/c.json",
+                 *FUSE], ("/proc/c.json",))
+
+
+@case
+def quantize_output_onto_input(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "fp16", "-o", m, "--force"], ("model.onnx",))
+
+
+@case
+def quantize_cache_onto_input(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx", "--cache", m],
+                ("model.onnx",))
+
+
+@case
+def quantize_cache_missing_folder(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx", "--cache",
+                 "missing/c.json"], ("c.json",))
+
+
+@case
+def quantize_json_onto_input(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "fp16", "-o", "q.onnx", "--json", m],
+                ("model.onnx",))
+
+
+@case
+def trt_keep_onnx_onto_source(d, a):
+    ck = put(a.training, d, "ck.pth")  # refused before the runtime check (exit 2, not 3)
+    return Case(["trt", ck, "--keep-onnx", ck, "--force", *FUSE], ("ck.pth",))
+
+
+@case
+def trt_output_onto_source(d, a):
+    m = put(a.onnx, d)
+    return Case(["trt", m, "-o", m, "--force"], ("model.onnx",))
+
+
+@case
+def demo_workdir_is_a_file(d, a):
+    (d / "wd").write_text("not a folder")
+    return Case(["demo", "--workdir", "wd", "--img-size", "32", "--n", "1"], ("wd",))
+
+
+# ---- hostile checkpoint values (tracebacks before)
+
+
+@case
+def epoch_nan(d, a):
+    return Case(["info", ckpt_with(d, a, epoch=float("nan")), *FUSE], ("ck.pth", "epoch"))
+
+
+@case
+def epoch_inf(d, a):
+    return Case(["fuse", ckpt_with(d, a, epoch=float("inf")), "-o", "o.pth", *FUSE],
+                ("ck.pth", "epoch"))
+
+
+@case
+def decay_epochs_string(d, a):
+    ck = ckpt_with(d, a, args=args_with(a, decay_epochs="100"))
+    return Case(["info", ck, *FUSE], ("ck.pth", "decay_epochs"))
+
+
+@case
+def decay_epochs_inf(d, a):
+    ck = ckpt_with(d, a, args=args_with(a, decay_epochs=float("inf")))
+    return Case(["fuse", ck, "-o", "o.pth", *FUSE], ("ck.pth", "decay_epochs"))
+
+
+@case
+def args_dict_of_lists(d, a):
+    ck = ckpt_with(d, a, args={"model": "custom", "decay_epochs": [100], "decay_linear": [1]})
+    return Case(["info", ck, *FUSE], ("ck.pth", "decay_epochs"))
+
+
+@case
+def args_model_a_list(d, a):
+    ck = ckpt_with(d, a, args=args_with(a, model=["vanillanet_5"]))
+    return Case(["info", ck], ("ck.pth", "args.model"))
+
+
+@case
+def float8_weights(d, a):
+    def change(sd):
+        sd["stem1.0.weight"] = sd["stem1.0.weight"].to(torch.float8_e4m3fn)
+    return Case(["fuse", ckpt_weights(d, a, change), "-o", "o.pth", *FUSE],
+                ("ck.pth", "float8_e4m3fn"))
+
+
+@case
+def bool_weights(d, a):
+    def change(sd):
+        sd["stages.0.conv1.0.weight"] = sd["stages.0.conv1.0.weight"] > 0
+    return Case(["info", ckpt_weights(d, a, change), *FUSE], ("ck.pth", "bool"))
+
+
+@case
+def complex_weights(d, a):
+    def change(sd):
+        sd["cls2.0.weight"] = sd["cls2.0.weight"].to(torch.complex64)
+    return Case(["fuse", ckpt_weights(d, a, change), "-o", "o.pth", *FUSE],
+                ("ck.pth", "complex64"))
+
+
+@case
+def huge_stride0_tensor_extra_key(d, a):
+    def change(sd):  # 2**40 elements over one stored float: the key check must refuse it first
+        sd["extra.huge"] = torch.zeros(1).expand(2 ** 40)
+    return Case(["fuse", ckpt_weights(d, a, change), "-o", "o.pth", *FUSE],
+                ("ck.pth", "extra.huge"))
+
+
+@case
+def pickle_calls_posix_system(d, a):
+    p = d / "evil.pth"
+    torch.save({"model": dict(a.obj["model"]), "hook": Payload()}, p)
+    return Case(["fuse", p, "-o", "o.pth", *FUSE], ("evil.pth", "posix.system"))
+
+
+@case
+def notes_not_before_the_error(d, a):
+    ck = ckpt_with(d, a, epoch=10)  # act_learn < 1: refused after the loader's notes
+    return Case(["fuse", ck, "-o", "o.pth", *FUSE], ("ck.pth", "act_learn"))
+
+
+# ---- image folders
+
+
+def _bomb(folder: Path) -> None:
+    _png(folder / "bomb.png", 20000, 20000, bit_depth=1)
+
+
+def _wide(folder: Path) -> None:
+    _png(folder / "wide.png", 1_000_000, 1)
+
+
+def _fifo(folder: Path) -> None:
+    os.mkfifo(folder / "x.png")
+
+
+def _not_image(folder: Path) -> None:
+    (folder / "y.png").write_text("not an image")
+
+
+@case
+def images_decompression_bomb(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", "--images", image_folder(d, a, _bomb), *FUSE],
+                ("bomb.png",))
+
+
+@case
+def images_one_pixel_high(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", "--images", image_folder(d, a, _wide), *FUSE],
+                ("wide.png",))
+
+
+@case
+def images_fifo(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", "--images", image_folder(d, a, _fifo), *FUSE],
+                ("x.png",), timeout=60)
+
+
+@case
+def images_not_an_image(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", "--images", image_folder(d, a, _not_image), *FUSE],
+                ("y.png",))
+
+
+@case
+def calib_images_fifo(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx", "--calib-images",
+                 image_folder(d, a, _fifo)], ("x.png",), timeout=60)
+
+
+@case
+def calib_images_bomb(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["onnx", ck, "-o", "q.onnx", "--precision", "int8", "--calib-images",
+                 image_folder(d, a, _bomb), *FUSE], ("bomb.png",))
+
+
+@case
+def verify_images_one_pixel_high(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    return Case(["verify", ck, dep, "--images", image_folder(d, a, _wide), *FUSE],
+                ("wide.png",))
+
+
+# ---- absurd sizes, counts and seeds
+
+
+@case
+def img_size_huge(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", *CK, "--img-size", "99968"], ("--img-size",))
+
+
+@case
+def n_huge(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", *FUSE, "--n", "1000000000"], ("--n",))
+
+
+@case
+def seed_huge(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["fuse", ck, "-o", "o.pth", *FUSE, "--seed", str(2 ** 70)], ("--seed",))
+
+
+@case
+def seed_negative(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    return Case(["verify", ck, dep, *FUSE, "--seed", "-1"], ("--seed",))
+
+
+@case
+def bench_batch_huge(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "100000000", "--runs", "1"], ("--batch",))
+
+
+@case
+def bench_runs_huge(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "1", "--runs", str(10 ** 12)], ("--runs",))
+
+
+@case
+def onnx_max_batch_huge(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["onnx", ck, "-o", "m.onnx", *FUSE, "--dynamic-batch", "--max-batch",
+                 "1000000000"], ("--max-batch",))
+
+
+@case
+def quantize_calib_n_huge(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx", "--calib-n",
+                 "1000000000"], ("--calib-n",))
+
+
+@case
+def onnx_declares_huge_input(d, a):
+    return Case(["bench", put(a.huge_input_onnx, d), "--batch", "1", "--runs", "1"],
+                ("huge_input.onnx", "99968"))
+
+
+@case
+def quantize_onnx_declares_huge_input(d, a):
+    m = put(a.huge_input_onnx, d)
+    return Case(["quantize", m, "--precision", "fp16", "-o", "q.onnx"],
+                ("huge_input.onnx", "99968"))
+
+
+# ---- ONNX files that fail at run time
+
+
+@case
+def quantize_runtime_failure(d, a):
+    m = put(a.runtime_fail_onnx, d)
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx", "--calib-n", "2",
+                 "--n", "2"], ("runtime_fail.onnx",))
+
+
+@case
+def quantize_fp16_runtime_failure(d, a):
+    m = put(a.runtime_fail_onnx, d)
+    return Case(["quantize", m, "--precision", "fp16", "-o", "q.onnx", "--n", "2"],
+                ("runtime_fail.onnx",))
+
+
+@case
+def bench_runtime_failure(d, a):
+    return Case(["bench", put(a.runtime_fail_onnx, d), "--batch", "1", "--runs", "1",
+                 "--warmup", "0"], ("runtime_fail.onnx",))
+
+
+# ---- usage errors: one line naming the option (Typer's box before)
+
+
+@case
+def usage_img_size_zero(d, a):
+    return Case(["onnx", put(a.training, d, "ck.pth"), *CK, "--img-size", "0"], ("--img-size",))
+
+
+@case
+def usage_opset_5(d, a):
+    return Case(["onnx", put(a.training, d, "ck.pth"), *CK, "--opset", "5"], ("--opset",))
+
+
+@case
+def usage_trt_opset_99(d, a):
+    # an option check, so exit 2 before the runtime check (exit 3 here, without TensorRT)
+    return Case(["trt", put(a.training, d, "ck.pth"), *FUSE, "--opset", "99"], ("--opset",))
+
+
+@case
+def usage_bench_batch_zero(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "0"], ("--batch",))
+
+
+@case
+def usage_n_zero(d, a):
+    return Case(["fuse", put(a.training, d, "ck.pth"), *FUSE, "--n", "0"], ("--n",))
+
+
+@case
+def usage_quantize_missing_output(d, a):
+    return Case(["quantize", put(a.onnx, d), "--precision", "fp16"], ("--output",))
+
+
+@case
+def usage_unknown_option(d, a):
+    return Case(["fuse", put(a.training, d, "ck.pth"), "--bogus"], ("--bogus",))
+
+
+@case
+def usage_bad_choice(d, a):
+    return Case(["fuse", put(a.training, d, "ck.pth"), "--key", "weights"], ("--key",))
+
+
+@case
+def usage_missing_argument(d, a):
+    return Case(["verify"], ("REFERENCE",))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_keeps_the_contract(name, arts, tmp_path):
+    d = tmp_path / "case"
+    d.mkdir()
+    c = CASES[name](d, arts)
+    before = snapshot(d)
+    r = vnexport(c.args, cwd=d, timeout=c.timeout)
+    assert r.returncode == c.code, f"exit {r.returncode}\n{r.stderr}"
+    line = one_error_line(r)
+    for text in c.names:
+        assert text in line, f"{text!r} not named in: {line}"
+    assert snapshot(d) == before, "the case's folder changed"
+    assert not (d / "PWNED").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# good input the tool crashed on
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_calibration_count_not_a_multiple_of_8(method, arts, tmp_path):
+    """README's own example: entropy/percentile calibration of a dynamic-batch model on a
+    number of inputs that is not a multiple of 8 (an inhomogeneous-shape ValueError before)."""
+    m = put(arts.onnx, tmp_path)
+    r = vnexport(["quantize", m, "--precision", "int8", "--method", method, "--calib-n", "5",
+                  "-o", "q.onnx", "--min-agreement", "0"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert (tmp_path / "q.onnx").stat().st_size > 0
+
+
+# --------------------------------------------------------------------------------------------
+# concurrency and interrupted writes
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_two_concurrent_writers_one_wins(arts, tmp_path):
+    ck = put(arts.training, tmp_path, "ck.pth")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "vnexport", "fuse", str(ck), "-o", "fresh.pth", *FUSE]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for code, _, err in results if code == 2)
+    lines = [ln for ln in loser.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "fresh.pth" in lines[0], loser
+    assert "Traceback" not in loser
+    torch.load(tmp_path / "fresh.pth", weights_only=True)  # the winner's file, whole
+    assert _temps(tmp_path) == []
+
+
+WRITER = """
+import sys, time
+from vnexport.fileio import atomic_output
+with atomic_output(sys.argv[1]) as tmp:
+    with open(tmp, "wb") as f:
+        f.write(b"x" * 100000)
+        f.flush()
+        print("writing", flush=True)
+        time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_write_leaves_nothing_a_later_run_keeps(sig, arts, tmp_path):
+    """A process killed while writing leaves no output; whatever temporary file it leaves is
+    removed by the next vnexport run that writes into that folder."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "out.bin")], env=env,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "writing"
+    p.send_signal(sig)
+    p.wait(timeout=30)
+    assert not (tmp_path / "out.bin").exists()
+    ck = put(arts.training, tmp_path, "ck.pth")
+    r = vnexport(["fuse", ck, "-o", "later.pth", *FUSE], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _temps(tmp_path) == []
+
+
+def test_sigterm_during_a_command_leaves_nothing(arts, tmp_path):
+    ck = put(arts.training, tmp_path, "ck.pth")
+    before = snapshot(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "vnexport", "onnx", str(ck), "-o", "m.onnx",
+                          *FUSE], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0
+    assert "Traceback" not in err
+    assert snapshot(tmp_path) == before
+
+
+# --------------------------------------------------------------------------------------------
+# --json - : stdout is pure JSON (the text report and notes go to stderr)
+
+
+def _json_commands(a: Arts, d: Path) -> dict[str, list]:
+    ck, dep, m = put(a.training, d, "ck.pth"), put(a.deploy, d), put(a.onnx, d)
+    return {
+        "info": ["info", ck, *FUSE, "--json"],
+        "fuse": ["fuse", ck, "-o", "o.pth", *FUSE, "--json", "-"],
+        "onnx": ["onnx", ck, "-o", "o.onnx", *FUSE, "--json", "-"],
+        "onnx-int8": ["onnx", ck, "-o", "q8.onnx", *FUSE, "--precision", "int8", "--calib-n", "4",
+                      "--n", "4", "--min-agreement", "0", "--json", "-"],
+        "quantize": ["quantize", m, "--precision", "int8", "-o", "q.onnx", "--calib-n", "4",
+                     "--n", "4", "--min-agreement", "0", "--json", "-"],
+        "verify": ["verify", ck, dep, m, *FUSE, "--json", "-"],
+        "bench": ["bench", m, "--batch", "1", "--runs", "2", "--warmup", "0", "--json", "-"],
+    }
+
+
+@pytest.mark.parametrize("command", ["info", "fuse", "onnx", "onnx-int8",
+                                     "quantize", "verify", "bench"])
+def test_json_dash_is_pure_json(command, arts, tmp_path):
+    args = _json_commands(arts, tmp_path)[command]
+    r = vnexport(args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    tool = subprocess.run([sys.executable, "-m", "json.tool"], input=r.stdout,
+                          capture_output=True, text=True)
+    assert tool.returncode == 0, f"stdout is not JSON:\n{r.stdout[:2000]}"
+    assert isinstance(json.loads(r.stdout), dict)
