@@ -648,7 +648,7 @@ def test_calibration_count_not_a_multiple_of_8(method, arts, tmp_path):
     """README's own example: entropy/percentile calibration of a dynamic-batch model on a
     number of inputs that is not a multiple of 8 (an inhomogeneous-shape ValueError before)."""
     m = put(arts.onnx, tmp_path)
-    r = vnexport(["quantize", m, "--precision", "int8", "--method", method, "--calib-n", "5",
+    r = vnexport(["quantize", m, "--precision", "int8", "--method", method, "--calib-n", "10",
                   "-o", "q.onnx", "--min-agreement", "0"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr

@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +104,12 @@ def load_weights(model: VanillaNet, sd: Mapping[str, torch.Tensor], path: Path |
 
 
 def _torch_load(path: Path, trust: bool) -> Any:
+    with warnings.catch_warnings():  # torch's pickle-protocol and legacy-format warnings
+        warnings.simplefilter("ignore")
+        return _torch_load_quiet(path, trust)
+
+
+def _torch_load_quiet(path: Path, trust: bool) -> Any:
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False)
     try:
@@ -115,8 +122,10 @@ def _torch_load(path: Path, trust: bool) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        m = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"global[s]? ([\w.]+)", text)
-        if m and "Unsupported" in text:
+        # torch's wordings: "Unsupported global: GLOBAL a.B was not an allowed global",
+        # "unsupported GLOBAL posix.system whose module posix is blocked"
+        m = re.search(r"unsupported global\S*\s+(?:GLOBAL\s+)?([\w.]+)", text, re.I)
+        if m:
             raise VnexportError(
                 f"refused to load: the file needs the class {m.group(1)}, which a training "
                 "checkpoint does not; loading it would run code from the file "
@@ -229,8 +238,29 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return sd
 
 
+# weights of these dtypes are folded (in float32/float64); others are refused by name
+FOLDABLE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_dtypes(expected: Mapping[str, torch.Tensor], sd: Mapping[str, torch.Tensor],
+                 path: Path) -> None:
+    """Every weight must be a float the tool can fold; integer counters must be integers."""
+    for k, like in expected.items():
+        dtype = sd[k].dtype
+        if like.is_floating_point():
+            ok = dtype in FOLDABLE_DTYPES
+            wanted = "float16, bfloat16, float32 or float64"
+        else:  # BatchNorm's num_batches_tracked
+            ok = not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+            wanted = "an integer"
+        if not ok:
+            raise VnexportError(f"{k} holds {str(dtype).replace('torch.', '')} values; vnexport "
+                                f"folds {wanted} there", path)
+
+
 def check_values(sd: Mapping[str, torch.Tensor], path: Path) -> None:
-    """NaN or Inf anywhere, or a negative BN running_var, is refused."""
+    """NaN or Inf anywhere, or a negative BN running_var, is refused. Call it after the key,
+    shape and dtype checks: it reads every value."""
     for k, v in sd.items():
         if not v.is_floating_point():
             continue
@@ -359,7 +389,6 @@ def _identify(obj: Any, path: Path, key: str, model: str | None,
     sd, used = select_state_dict(obj, key, path)
     sd = strip_prefixes(sd)
     form = detect_form(sd, path)
-    check_values(sd, path)
     notes: list[str] = []
     top = obj if isinstance(obj, Mapping) and not _is_state_dict(obj) else {}
     args = top.get("args")
@@ -368,39 +397,71 @@ def _identify(obj: Any, path: Path, key: str, model: str | None,
         others = [k for k in STATE_DICT_KEYS if k != used and k in top]
         extra = f" (the file also has {', '.join(others)})" if others else ""
         notes.append(f"weights from '{used}'{extra}")
+    cfg = _config(sd, form, path, meta, model, strides, ada_pool, args, notes)
+    # keys, shapes and dtypes before any value is read (a huge stride-0 tensor under an extra
+    # key is refused by name, never allocated)
+    with torch.device("meta"):
+        expected = VanillaNet(cfg, deploy=form == "deploy").state_dict()
+    check_fits(expected, sd, path)
+    check_dtypes(expected, sd, path)
+    check_values(sd, path)
+    epoch = _whole_number(top.get("epoch"), "epoch", path)
+    value, source = _act_learn(form, act_learn, epoch, args, path)
+    return Checkpoint(path=path, sha256="", form=form, cfg=cfg, state_dict=sd,
+                      key=used, epoch=epoch, act_learn=value, act_learn_source=source,
+                      meta=dict(meta), notes=notes)
+
+
+def _config(sd: Mapping[str, torch.Tensor], form: str, path: Path, meta: Mapping,
+            model: str | None, strides: tuple[int, ...] | None,
+            ada_pool: tuple[int, ...] | None, args: Any, notes: list[str]) -> VanillaNetConfig:
     if strides is None and model is None and meta.get("config"):
         try:
             cfg = VanillaNetConfig.from_dict(dict(meta["config"]))
             shapes = shape_config(sd, form, path)
             if cfg.dims != shapes["dims"]:
                 raise ValueError("config does not match the weights")
-            notes.append("config from the file's vnexport metadata")
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, KeyError, OverflowError) as e:
             raise VnexportError(f"vnexport metadata is inconsistent: {e}", path) from None
-    else:
-        cfg = resolve_config(shape_config(sd, form, path), path, model, strides, ada_pool,
-                             _args_get(args, "model"), notes)
+        notes.append("config from the file's vnexport metadata")
+        return cfg
+    hint = _args_get(args, "model")
+    if hint is not None and not isinstance(hint, str):
+        raise VnexportError(f"args.model is a {type(hint).__name__}, not a variant name "
+                            "(pass --model or --strides)", path)
+    return resolve_config(shape_config(sd, form, path), path, model, strides, ada_pool, hint,
+                          notes)
 
-    with torch.device("meta"):
-        check_fits(VanillaNet(cfg, deploy=form == "deploy").state_dict(), sd, path)
 
-    epoch = top.get("epoch")
-    epoch = int(epoch) if isinstance(epoch, (int, float)) and not isinstance(epoch, bool) else None
+def _whole_number(value: Any, name: str, path: Path) -> int | None:
+    """A whole number from the file (int, or a finite float without a fraction), else refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise VnexportError(f"{name} is a {type(value).__name__}, not a whole number", path)
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise VnexportError(f"{name} is {value}, not a whole number", path)
+    if abs(value) > 2 ** 31:
+        raise VnexportError(f"{name} is {value}, out of range", path)
+    return int(value)
+
+
+def _act_learn(form: str, act_learn: float | None, epoch: int | None, args: Any,
+               path: Path) -> tuple[float, str]:
     if form == "deploy":
-        value, source = 1.0, "deploy form (already merged)"
-    elif act_learn is not None:
+        return 1.0, "deploy form (already merged)"
+    if act_learn is not None:
         if not 0.0 <= act_learn <= 1.0:
             raise VnexportError(f"--act-learn must be within [0, 1], got {act_learn}")
-        value, source = float(act_learn), "--act-learn"
-    elif epoch is not None and _args_get(args, "decay_epochs") is not None:
-        decay = int(_args_get(args, "decay_epochs"))
-        linear = _args_get(args, "decay_linear")
-        linear = True if linear is None else bool(linear)
-        value = schedule_act_learn(epoch, decay, linear)
-        source = (f"training schedule: epoch {epoch}, decay_epochs {decay}, "
-                  f"{'linear' if linear else 'cosine'}")
-    else:
-        value, source = 1.0, "no training schedule in the file (published weights): taken as 1"
-    return Checkpoint(path=path, sha256="", form=form, cfg=cfg, state_dict=sd,
-                      key=used, epoch=epoch, act_learn=value, act_learn_source=source,
-                      meta=dict(meta), notes=notes)
+        return float(act_learn), "--act-learn"
+    decay = _whole_number(_args_get(args, "decay_epochs"), "args.decay_epochs", path)
+    if epoch is None or decay is None:
+        return 1.0, "no training schedule in the file (published weights): taken as 1"
+    linear = _args_get(args, "decay_linear")
+    if linear is not None and not (isinstance(linear, int) and linear in (0, 1)):
+        raise VnexportError(f"args.decay_linear is {type(linear).__name__} {linear!r:.40}, "
+                            "not true or false", path)
+    linear = True if linear is None else bool(linear)
+    value = schedule_act_learn(epoch, decay, linear)
+    return value, (f"training schedule: epoch {epoch}, decay_epochs {decay}, "
+                   f"{'linear' if linear else 'cosine'}")

@@ -437,8 +437,19 @@ def min_img_size(cfg: VanillaNetConfig) -> int:
     return cfg.stride_total if not cfg.is_ada_pool else 8
 
 
+# Bounds on the sizes and counts a user may ask for: beyond them a run would only exhaust
+# memory or time. The CLI's options use them and its errors name them.
+MAX_IMG_SIZE = 2048  # input height/width
+MAX_BATCH = 1024  # one batch (bench, profiles, export)
+MAX_INPUTS = 4096  # verification or calibration inputs
+MAX_RUNS = 100_000  # timed or warm-up runs
+MAX_SEED = 2 ** 32 - 1
+
+
 def check_img_size(cfg: VanillaNetConfig, img_size: int) -> str | None:
     """Why ``img_size`` does not suit ``cfg`` (None if it does)."""
+    if not 1 <= img_size <= MAX_IMG_SIZE:
+        return f"input size {img_size} is outside 1..{MAX_IMG_SIZE}"
     if cfg.is_ada_pool:
         if img_size < 32:
             return f"the ada_pool variant needs an input of at least 32 pixels, got {img_size}"
