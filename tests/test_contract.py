@@ -621,7 +621,7 @@ def usage_bad_choice(d, a):
 
 @case
 def usage_missing_argument(d, a):
-    return Case(["verify"], ("REFERENCE",))
+    return Case(["verify"], ("reference",))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -7,20 +7,100 @@ Exit codes: 0 success; 1 an equivalence check failed; 2 bad input or usage;
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import os
+import signal
+import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+from typer import Abort, BadParameter
+from typer.core import TyperGroup
+
+try:  # newer typer carries its own copy of click
+    from typer._click.exceptions import ClickException, MissingParameter
+except ImportError:  # typer on the click package
+    from click.exceptions import ClickException, MissingParameter
+try:
+    from typer._click.exceptions import NoArgsIsHelpError
+except ImportError:
+    try:
+        from click.exceptions import NoArgsIsHelpError
+    except ImportError:  # click < 8.2 prints the help itself
+        class NoArgsIsHelpError(Exception):  # type: ignore[no-redef]
+            pass
 
 from . import __version__
-from .errors import VnexportError
+from .errors import EXIT_BAD_INPUT, VnexportError
+from .fileio import OutputPlan, command_outputs
+from .limits import (MAX_BATCH, MAX_IMG_SIZE, MAX_INPUTS, MAX_RUNS, MAX_SEED, MAX_THREADS)
+
+
+# ------------------------------------------------------------------------------------------
+# one user-error path: usage errors, VnexportError and any exception that reaches the top
+
+
+def _range_text(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}"
+
+
+def usage_line(e: ClickException) -> str:
+    """A usage error as one line: the option, and for a number out of range the allowed one."""
+    param = getattr(e, "param", None)
+    lo, hi = getattr(param, "min", None), getattr(param, "max", None)
+    cause = getattr(e.__cause__, "errors", None)
+    detail = cause()[0] if callable(cause) else {}
+    if (isinstance(e, BadParameter) and not isinstance(e, MissingParameter)
+            and (lo is not None or hi is not None)
+            and str(detail.get("type", "")).startswith(("greater_than", "less_than"))):
+        name = param.opts[0] if getattr(param, "opts", None) else param.name
+        return (f"{name}: {detail.get('input')} is outside the allowed range "
+                f"{_range_text(lo, hi)}")
+    return " ".join(e.format_message().split())
+
+
+def _interrupt(signum, frame):  # SIGTERM: unwind like Ctrl-C, so temporary files are removed
+    raise KeyboardInterrupt
+
+
+class OneLineGroup(TyperGroup):
+    """Typer's group, with every usage error (an option out of range, a missing option, an
+    unknown one) printed as ``error: <one line>`` and exit 2 instead of a boxed message."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        old = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except NoArgsIsHelpError as e:
+            e.show()
+            code = e.exit_code
+        except ClickException as e:
+            typer.echo(f"error: {usage_line(e)}", err=True)
+            code = e.exit_code
+        except Abort:
+            typer.echo("interrupted", err=True)
+            code = 130
+        finally:
+            signal.signal(signal.SIGTERM, old)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
 
 app = typer.Typer(
     name="vnexport",
+    cls=OneLineGroup,
     help="Deploy VanillaNet classifiers: fuse training checkpoints, export ONNX, build TensorRT "
     "engines, and prove at every step that the numbers did not change.\n\n"
     "Exit codes: 0 success, 1 an equivalence check failed, 2 bad input or usage, "
@@ -40,19 +120,51 @@ def note(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+INPUT_NAMES = ("ckpt", "onnx_file", "source", "artifact", "reference", "artifacts")
+
+
+def _primary_input(kwargs: dict) -> Optional[Path]:
+    for name in INPUT_NAMES:
+        value = kwargs.get(name)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, Path):
+            return value
+    return None
+
+
+def _unexpected(e: BaseException, kwargs: dict) -> str:
+    """An exception no check anticipated, as one line naming the input it came from."""
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    what = "out of memory" if isinstance(e, MemoryError) else f"{type(e).__name__}: {text}"
+    where = _primary_input(kwargs)
+    return f"{where}: {what}" if where else what
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn a VnexportError into one line on stderr and its exit code; no traceback."""
+    """One line on stderr and an exit code for everything a command can raise: a
+    VnexportError (its code), an interrupt (130), any other exception (2, naming the input;
+    VNEXPORT_DEBUG=1 shows the traceback instead). Library warnings are not shown."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with command_outputs(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn(*args, **kwargs)
+        except (typer.Exit, ClickException):
+            raise
         except VnexportError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001 - the contract: never a traceback
+            if os.environ.get("VNEXPORT_DEBUG"):
+                raise
+            typer.echo(f"error: {' '.join(_unexpected(e, kwargs).split())}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
 
@@ -90,9 +202,9 @@ TrustOpt = typer.Option(False, "--trust-remote-pickle", help="DANGEROUS: load wi
                         "whose origin you trust.")
 ImagesOpt = typer.Option(None, "--images", help="Verify on the JPEG/PNG images in this folder "
                          "(resize, centre crop, ImageNet mean/std) instead of random inputs.")
-NOpt = typer.Option(8, "--n", min=1, help="How many verification inputs.")
-ImgSizeOpt = typer.Option(224, "--img-size", min=8, help="Input height and width.")
-SeedOpt = typer.Option(0, "--seed", help="Seed of the random verification inputs.")
+NOpt = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
+ImgSizeOpt = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and width.")
+SeedOpt = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random verification inputs.")
 MaxRelOpt = typer.Option(1e-4, "--max-rel-err", min=0.0, help="Tolerance: max abs error over "
                          "the reference output's max magnitude.")
 MinTop1Opt = typer.Option(1.0, "--min-top1", min=0.0, max=1.0, help="Tolerance: fraction of "
@@ -125,7 +237,7 @@ class CalibMethod(str, Enum):
 CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
                               "this folder (resize, centre crop, ImageNet mean/std). Without it "
                               "int8 calibrates on seeded random inputs: fit for speed tests only.")
-CalibNOpt = typer.Option(64, "--calib-n", min=1, help="How many calibration images to use (the "
+CalibNOpt = typer.Option(64, "--calib-n", min=1, max=MAX_INPUTS, help="How many calibration images to use (the "
                          "first N in sorted order), or random inputs without --calib-images.")
 MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
                          "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
@@ -137,9 +249,6 @@ CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ran
 Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
                            "(default: it stays float; its fan-in of 48 makes it the layer most "
                            "hurt by int8, for ~1.5% of the multiply-adds).")
-MinAgreementOpt = typer.Option(0.98, "--min-agreement", min=0.0, max=1.0, help="INT8: fraction "
-                               "of inputs whose top-1 class must agree with the reference.")
-
 
 class HardwareCompat(str, Enum):
     none = "none"
@@ -187,13 +296,13 @@ ONNX_OPSET = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to
 ONNX_DYNAMIC_BATCH = typer.Option(False, "--dynamic-batch", help="Make the batch axis "
     "dynamic ('batch'); verified at batch 1 and at larger "
     "batches. Default: a static batch of --batch.")
-ONNX_MAX_BATCH = typer.Option(None, "--max-batch", min=1, help="With "
+ONNX_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="With "
     "--dynamic-batch: the largest batch you will run "
     "(stored in the metadata for TensorRT profiles; "
     "verification runs batches of up to this size).")
-ONNX_BATCH = typer.Option(1, "--batch", min=1, help="The static batch size (with "
+ONNX_BATCH = typer.Option(1, "--batch", min=1, max=MAX_BATCH, help="The static batch size (with "
     "--dynamic-batch: the example batch used while exporting).")
-ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, help="Input height and width of the "
+ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and width of the "
     "exported graph and of the verification inputs (a multiple "
     "of the variant's total stride, 32 for the published stride "
     "variants; at least 32 for the ada_pool variant).")
@@ -208,7 +317,7 @@ ONNX_PRECISION = typer.Option(None, "--precision", help="fp32 (default); fp16 (f
 ONNX_ALLOW_INEXACT = typer.Option(False, "--allow-inexact", help="Fuse a training "
     "checkpoint even when act_learn < 1 (approximate merge; "
     "verification still judges it).")
-ONNX_THREADS = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op "
+ONNX_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="ONNX Runtime intra-op "
     "threads for verification (default: its own).")
 ONNX_NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime "
     "verification (the file then carries no figures).")
@@ -223,7 +332,7 @@ QUANTIZE_REFERENCE = typer.Option(None, "--reference", help="Verify against the 
     "fp32 training form of this checkpoint (the "
     "loading options below apply to it). Without it, "
     "against the fp32 ONNX file on ONNX Runtime.")
-QUANTIZE_IMG_SIZE = typer.Option(None, "--img-size", min=8, help="Input size, needed "
+QUANTIZE_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size, needed "
     "only when the ONNX input's height/width are "
     "symbolic.")
 TRT_SOURCE = typer.Argument(..., help="An ONNX file (fp32, fp16 graph, or Q/DQ int8), or a "
@@ -237,12 +346,12 @@ TRT_PRECISION = typer.Option(None, "--precision", help="With a checkpoint: "
     "(default fp32). With an ONNX file the "
     "precision is read from the file; if given it "
     "must match.")
-TRT_MIN_BATCH = typer.Option(None, "--min-batch", help="Smallest batch of the "
+TRT_MIN_BATCH = typer.Option(None, "--min-batch", min=1, max=MAX_BATCH, help="Smallest batch of the "
     "optimization profile (default 1, or the file's "
     "static batch).")
-TRT_OPT_BATCH = typer.Option(None, "--opt-batch", help="Batch TensorRT tunes for "
+TRT_OPT_BATCH = typer.Option(None, "--opt-batch", min=1, max=MAX_BATCH, help="Batch TensorRT tunes for "
     "(default: --min-batch).")
-TRT_MAX_BATCH = typer.Option(None, "--max-batch", help="Largest batch of the "
+TRT_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="Largest batch of the "
     "profile (default: --opt-batch). An ONNX file with a "
     "static batch that does not fit is refused.")
 TRT_WORKSPACE = typer.Option(None, "--workspace", help="Builder workspace pool "
@@ -263,7 +372,7 @@ TRT_HARDWARE_COMPAT = typer.Option(HardwareCompat.none, "--hardware-compat",
     "ampere+: one engine for A100 and newer "
     "(built on Ampere or newer; may be slower); "
     "same-cc: GPUs of this compute capability.")
-TRT_BUILDER_OPT_LEVEL = typer.Option(None, "--builder-opt-level", help="Builder "
+TRT_BUILDER_OPT_LEVEL = typer.Option(None, "--builder-opt-level", min=0, max=5, help="Builder "
     "optimization level 0..5 (TensorRT default "
     "3; higher builds longer, may run faster).")
 TRT_REFERENCE = typer.Option(None, "--reference", help="With an ONNX source: "
@@ -272,11 +381,12 @@ TRT_REFERENCE = typer.Option(None, "--reference", help="With an ONNX source: "
     "Runtime on the same ONNX file.")
 TRT_ALLOW_INEXACT = typer.Option(False, "--allow-inexact", help="With a checkpoint whose "
     "act_learn < 1: export anyway (verification judges it).")
-TRT_OPSET = typer.Option(17, "--opset", help="ONNX opset when exporting a checkpoint.")
+TRT_OPSET = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset when exporting a "
+    "checkpoint, 13 to 21.")
 TRT_KEEP_ONNX = typer.Option(None, "--keep-onnx", help="With a checkpoint: also "
     "keep the exported ONNX file here (default: a "
     "temporary file, removed).")
-TRT_IMG_SIZE = typer.Option(None, "--img-size", min=8, help="Input size: for a "
+TRT_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size: for a "
     "checkpoint (default 224), or for an ONNX file with "
     "dynamic height/width (must match a static one).")
 TRT_NO_VERIFY = typer.Option(False, "--no-verify", help="Build without running the engine "
@@ -291,28 +401,28 @@ VERIFY_ARTIFACTS = typer.Argument(..., help="Deploy checkpoints (.pth, .safetens
 VERIFY_LOCATE_STAGE = typer.Option(False, "--locate", help="For a failing deploy checkpoint "
     "or ONNX file, report the first stage (stem, stages.i, "
     "head) whose output departs from the reference.")
-VERIFY_THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for "
+VERIFY_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
     "PyTorch and ONNX Runtime (default: theirs).")
 BENCH_ARTIFACT = typer.Argument(..., help="Training or deploy checkpoint, ONNX file or "
     "TensorRT engine.")
 BENCH_BATCH = typer.Option("1,8,32", "--batch", help="Batch sizes, comma-separated.")
-BENCH_RUNS = typer.Option(50, "--runs", min=1, help="Timed runs per batch size.")
-BENCH_WARMUP = typer.Option(10, "--warmup", min=0, help="Untimed runs before timing.")
-BENCH_THREADS = typer.Option(None, "--threads", min=1, help="CPU threads for "
+BENCH_RUNS = typer.Option(50, "--runs", min=1, max=MAX_RUNS, help="Timed runs per batch size.")
+BENCH_WARMUP = typer.Option(10, "--warmup", min=0, max=MAX_RUNS, help="Untimed runs before timing.")
+BENCH_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
     "PyTorch and ONNX Runtime (default: theirs).")
 BENCH_DEVICE = typer.Option(Device.cpu, "--device", help="Where checkpoints and ONNX "
     "files run (cuda: PyTorch on the GPU, ONNX Runtime's CUDA "
     "provider). Engines always run on the GPU.")
 BENCH_CUDA_GRAPHS = typer.Option(False, "--cuda-graphs", help="PyTorch on CUDA: capture "
     "the forward pass once as a CUDA graph and replay it.")
-BENCH_IMG_SIZE = typer.Option(None, "--img-size", min=8, help="Input height and "
+BENCH_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and "
     "width. Default: the ONNX file's fixed size, else "
     "224.")
 DEMO_WORKDIR = typer.Option(Path("vnexport-demo"), "--workdir", help="Folder for the demo's "
     "files (created; its earlier demo files are replaced).")
 DEMO_VARIANT = typer.Option("vanillanet_5", "--variant", help="Which variant to build.")
-DEMO_IMG_SIZE = typer.Option(224, "--img-size", min=8, help="Input size for verification.")
-DEMO_N = typer.Option(8, "--n", min=1, help="How many verification inputs.")
+DEMO_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size for verification.")
+DEMO_N = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -344,33 +454,60 @@ def pick(cls, values: dict, **given):
     return cls(**{k: plain(v) for k, v in values.items() if k in names}, **given)
 
 
+def _quiet(msg: str) -> None:
+    pass
+
+
 def log(json_out: Optional[str] = None):
-    """Where a stage's lines go: stdout, or stderr when the JSON report takes stdout."""
+    """Where a stage's lines go: stdout, or stderr when the JSON report takes stdout; progress
+    lines (long steps, with elapsed time) to stderr on a terminal only."""
     from .stages.common import Log
 
-    return Log(echo=note if json_out == "-" else echo, note=note)
+    return Log(echo=note if json_out == "-" else echo, note=note,
+               progress=note if sys.stderr.isatty() else _quiet)
+
+
+OUTPUT_NAMES = ("output", "keep_onnx", "workdir", "json_out")
+
+
+def plan_json(values: dict) -> None:
+    """--json is checked, with the command's other outputs (planned by its stage), before any
+    work: never one of the command's input files (cache files included), never an existing
+    file without --force, in a folder that exists and takes new files."""
+    inputs = [p for k, v in values.items() if k not in OUTPUT_NAMES
+              for p in (v if isinstance(v, list) else [v]) if isinstance(p, Path)]
+    OutputPlan(inputs, bool(values.get("force"))).add(values.get("json_out"), "--json")
 
 
 def write_json(target: Optional[str], data: Any) -> None:
-    if target is None:
-        return
-    if target == "-":
-        echo(json.dumps(data, indent=2, default=str))
-        return
     from .fileio import write_json_atomic
 
-    path = Path(target)
-    if not path.parent.is_dir():
-        raise VnexportError("cannot write the JSON report: its folder does not exist", path)
-    write_json_atomic(path, data)
+    if target == "-":
+        echo(json.dumps(data, indent=2, default=str))
+    elif target is not None:
+        write_json_atomic(target, data)
 
 
-def finish(result, json_out: Optional[str], out: Callable[[str], None] = echo) -> None:
-    """Write the stage's report (``--json``), print its closing lines, exit with its code."""
+def run_stage(values: dict, call: Callable) -> None:
+    """Check --json, run ``call(log)`` (the stage), then ``finish``. With ``--json -``
+    anything printed to stdout while the stage runs goes to stderr, so stdout is the JSON."""
+    json_out = values.get("json_out")
+    plan_json(values)
+    lines = log(json_out)
+    with (contextlib.redirect_stdout(sys.stderr) if json_out == "-"
+          else contextlib.nullcontext()):
+        result = call(lines)
+    finish(result, json_out, lines)
+
+
+def finish(result, json_out: Optional[str], lines) -> None:
+    """Write the stage's report (``--json``), print its closing lines, then the notes held
+    back while it ran, and exit with its code."""
     if result.to_dict() is not None:
         write_json(json_out, result.to_dict())
     for line in result.lines():
-        out(line)
+        lines.echo(line)
+    lines.flush_notes()
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -399,13 +536,15 @@ def info(
     from .stages import info as stage
 
     v = locals()
+    lines = log("-" if as_json else None)
     engine = stage.is_engine(ckpt)
     result = stage.run_engine(ckpt) if engine else \
-        stage.run(pick(stage.InfoOptions, v, source=pick(stage.Source, v)), log())
+        stage.run(pick(stage.InfoOptions, v, source=pick(stage.Source, v)), lines)
     if as_json:
         echo(json.dumps(result.to_dict(), indent=2, default=str))
+        lines.flush_notes()
     else:
-        finish(result, None)
+        finish(result, None, lines)
     if engine and result.missing is not None:
         raise result.missing
 
@@ -441,7 +580,8 @@ def fuse(
     from .stages import fuse as stage
 
     v = locals()
-    finish(stage.run(pick(stage.FuseOptions, v, source=pick(stage.Source, v)), log()), json_out)
+    opts = pick(stage.FuseOptions, v, source=pick(stage.Source, v))
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command("onnx")
@@ -498,7 +638,7 @@ def onnx_command(
     v = dict(locals(), precision=precision_of(locals(), "fp32"))
     opts = pick(stage.OnnxOptions, v, export=pick(stage.Export, v), source=pick(stage.Source, v),
                 conversion=pick(Conversion, v), check=pick(stage.Check, v))
-    finish(stage.run(opts, log()), json_out)
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -527,14 +667,18 @@ def quantize(
     n: int = NOpt,
     seed: int = SeedOpt,
     img_size: Optional[int] = QUANTIZE_IMG_SIZE,
-    min_agreement: float = MinAgreementOpt,
+    max_rel_err: Optional[float] = TolMaxRelOpt,
+    min_cosine: Optional[float] = TolMinCosineOpt,
+    min_top1: Optional[float] = TolMinTop1Opt,
     force: bool = ForceOpt,
     json_out: Optional[str] = JsonOpt,
 ) -> None:
     """Write an FP16 or INT8 (Q/DQ) ONNX file from an fp32 one and verify it on ONNX Runtime.
 
-    Defaults: fp16 must keep cosine >= 0.9999 and top-1 agreement >= 99%; int8 top-1
-    agreement >= --min-agreement. A failed verification exits 1 and writes nothing.
+    Tolerances as for onnx, trt and verify, by precision: fp16 cosine >= 0.9999 and top-1
+    agreement >= 99%; int8 top-1 agreement >= 98% (--min-top1 / --min-agreement,
+    --min-cosine, --max-rel-err override them). A failed verification exits 1 and writes
+    nothing.
     """
     from .stages import quantize as stage
 
@@ -544,7 +688,7 @@ def quantize(
                             "--int8)")
     opts = pick(stage.QuantizeOptions, v, conversion=pick(stage.Conversion, v),
                 source=pick(stage.Source, v))
-    finish(stage.run(opts, log()), json_out)
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -608,7 +752,7 @@ def trt(
     build = pick(BuildOptions, v, workspace_gib=workspace,
                  compute_capabilities=parse_compute_capabilities(compute_capability))
     opts = pick(stage.TrtOptions, v, build=build, ckpt_source=pick(stage.Source, v), verify=spec)
-    finish(stage.run(opts, log()), json_out)
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -644,8 +788,7 @@ def verify(
 
     v = locals()
     opts = pick(stage.VerifyOptions, v, source=pick(stage.Source, v), locate=locate_stage)
-    lines = log(json_out)
-    finish(stage.run(opts, lines), json_out, lines.echo)
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -679,8 +822,7 @@ def bench(
 
     v = locals()
     opts = pick(stage.BenchOptions, v, source=pick(stage.Source, v))
-    lines = log(json_out)
-    finish(stage.run(opts, lines), json_out, lines.echo)
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -699,7 +841,8 @@ def demo(
     """
     from .stages import demo as stage
 
-    finish(stage.run(stage.DemoOptions(workdir, variant, img_size, n), log()), None)
+    run_stage(locals(), lambda lines: stage.run(stage.DemoOptions(workdir, variant, img_size, n),
+                                                lines))
 
 
 # ------------------------------------------------------------------------------------------
@@ -773,9 +916,9 @@ def triton(
     file, labels; optionally a preprocessing ensemble."""
     from .stages import triton as stage
 
-    opts = pick(stage.TritonOptions, locals(), artifacts=tuple(artifacts))
-    lines = log(json_out)
-    finish(stage.run(opts, lines), json_out, lines.echo)
+    v = locals()
+    opts = pick(stage.TritonOptions, v, artifacts=tuple(artifacts))
+    run_stage(v, lambda lines: stage.run(opts, lines))
 
 
 @app.command()
@@ -795,7 +938,9 @@ def serve(
         for line in [json.dumps(result.to_dict())] if as_json else result.ready_lines():
             echo(line)
 
-    finish(stage.run(pick(stage.ServeOptions, locals()), log(), ready), None, note)
+    lines = log()
+    result = stage.run(pick(stage.ServeOptions, locals()), lines, ready)
+    finish(result, None, dataclasses.replace(lines, echo=note))
 
 
 @app.callback(invoke_without_command=True)

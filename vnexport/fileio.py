@@ -40,6 +40,9 @@ STDOUT = "-"
 _TEMP = re.compile(r"^\..+\.vnexport-(\d+)-[0-9a-f]+\.tmp$")
 # resolved output path -> may it replace an existing file (force or update)
 _PLANNED: dict[Path, bool] = {}
+# inside ``command_outputs()``: every output planned by the command so far (one command may
+# plan in several places, e.g. the CLI for --json and the stage for -o)
+_COMMAND: list[list[Path]] = []
 
 PathLike = str | os.PathLike
 
@@ -131,7 +134,7 @@ class OutputPlan:
         for other in self.inputs:
             if same_file(path, other):
                 raise VnexportError(f"{option} would overwrite the input {other}", path)
-        for other in self.outputs:
+        for other in self.outputs + (_COMMAND[-1] if _COMMAND else []):
             if same_file(path, other):
                 raise VnexportError(f"{option} is already another output of this command", path)
         if os.path.lexists(path):
@@ -146,6 +149,8 @@ class OutputPlan:
         clean_stale_temps(path.parent)
         _PLANNED[path.resolve()] = self.force or update
         self.outputs.append(path)
+        if _COMMAND:
+            _COMMAND[-1].append(path)
         return path
 
     def add_folder(self, path: PathLike, option: str) -> Path:
@@ -165,6 +170,18 @@ class OutputPlan:
         if path.is_dir():
             clean_stale_temps(path)
         return path
+
+
+@contextlib.contextmanager
+def command_outputs() -> Iterator[None]:
+    """One command's scope: outputs planned inside it (by any ``OutputPlan``) must differ from
+    each other, and their publishing modes are forgotten afterwards."""
+    _COMMAND.append([])
+    try:
+        yield
+    finally:
+        for path in _COMMAND.pop():
+            _PLANNED.pop(path.resolve(), None)
 
 
 def check_output(path: PathLike, force: bool = False,

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from .limits import MAX_IMG_SIZE
+
 BN_EPS = 1e-6
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -435,15 +437,6 @@ def multiply_adds(cfg: VanillaNetConfig, img_size: int = 224, deploy: bool = Tru
 
 def min_img_size(cfg: VanillaNetConfig) -> int:
     return cfg.stride_total if not cfg.is_ada_pool else 8
-
-
-# Bounds on the sizes and counts a user may ask for: beyond them a run would only exhaust
-# memory or time. The CLI's options use them and its errors name them.
-MAX_IMG_SIZE = 2048  # input height/width
-MAX_BATCH = 1024  # one batch (bench, profiles, export)
-MAX_INPUTS = 4096  # verification or calibration inputs
-MAX_RUNS = 100_000  # timed or warm-up runs
-MAX_SEED = 2 ** 32 - 1
 
 
 def check_img_size(cfg: VanillaNetConfig, img_size: int) -> str | None:

@@ -9,13 +9,32 @@ NCHW batches and return float64 outputs. Failures of ONNX Runtime become one-lin
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import onnxruntime
 
 from .errors import MissingRuntimeError, VnexportError
+
+# ONNX Runtime's own log lines (its C++ logger writes to stderr) are off: its failures reach
+# vnexport as exceptions, which become one line naming the file.
+onnxruntime.set_default_logger_severity(4)
+_ORT_ERRORS = tuple(c for c in vars(onnxruntime.capi.onnxruntime_pybind11_state).values()
+                    if isinstance(c, type) and issubclass(c, Exception))
+
+
+@contextlib.contextmanager
+def failures_named(path: object) -> Iterator[None]:
+    """ONNX Runtime's exceptions raised inside the block (also from code that runs sessions
+    of its own, such as ``quantize_static``'s calibration) as a one-line VnexportError naming
+    ``path``."""
+    try:
+        yield
+    except _ORT_ERRORS as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:240]
+        raise VnexportError(f"ONNX Runtime failed to run the model ({first})", path) from None
 
 
 def available_providers() -> list[str]:
@@ -45,7 +64,7 @@ def session(model_or_path, threads: int | None = None, device: str = "auto",
     VnexportError naming ``path``.
     """
     opts = onnxruntime.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

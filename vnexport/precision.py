@@ -321,6 +321,12 @@ def to_fp16(model: onnx.ModelProto, calib_x: np.ndarray,
 # INT8
 
 
+def even_batch(n: int, batch: int) -> int:
+    """The largest batch <= ``batch`` that divides ``n``: ONNX Runtime's entropy and percentile
+    calibrators stack the outputs of every batch, so all batches must have one shape."""
+    return next(b for b in range(min(batch, max(n, 1)), 0, -1) if n % b == 0)
+
+
 class ArrayDataReader:
     """An onnxruntime.quantization CalibrationDataReader over an [N,3,H,W] array, in batches."""
 
@@ -483,7 +489,8 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             save_tensors_data(TensorsData.from_dict(entries[key]), ranges_file)
             report.cache_hit = True
         else:
-            reader = ArrayDataReader(model.graph.input[0].name, calib_x, model_batch(model))
+            reader = ArrayDataReader(model.graph.input[0].name, calib_x,
+                                     even_batch(len(calib_x), model_batch(model)))
         src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, src)  # a path: quantize_static rewrites a ModelProto given to it
         quiet = logging.getLogger()

@@ -8,6 +8,7 @@ and top-1 agreement.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import VnexportError
+from .limits import MAX_IMAGE_PIXELS
 from .model import IMAGENET_MEAN, IMAGENET_STD, VanillaNetConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -108,36 +110,69 @@ def random_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224,
 
 
 def list_images(folder: str | Path) -> list[Path]:
+    """The image files of ``folder`` (recursively, by suffix), sorted. Only regular files are
+    read: anything else under an image name (a FIFO, a device, a dangling link) is refused by
+    name, so that nothing blocks on it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise VnexportError("not a directory of images", folder)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in files:
+        if not p.is_file() and not p.is_dir():
+            raise VnexportError("not a regular file (a FIFO, device or broken link named like "
+                                "an image)", p)
+    files = [p for p in files if p.is_file()]
     if not files:
         raise VnexportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder", folder)
     return files
 
 
+def _check_pixels(path: Path, size: tuple[int, int], img_size: int, crop_pct: float) -> float:
+    """The resize factor; refuses an image whose stored or resized size is above the limit,
+    before its pixels are decoded."""
+    w, h = size
+    if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+        raise VnexportError(f"image of {w}x{h} pixels is above the limit of "
+                            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M pixels", path)
+    scale = math.floor(img_size / crop_pct) / min(w, h)
+    if w * h * scale * scale > MAX_IMAGE_PIXELS:
+        raise VnexportError(f"image of {w}x{h} pixels: resizing its short side to "
+                            f"{math.floor(img_size / crop_pct)} would need more than "
+                            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M pixels (aspect ratio too large)",
+                            path)
+    return scale
+
+
 def preprocess(path: Path, img_size: int = 224, crop_pct: float = 0.875,
                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """Resize the shorter side to img_size / crop_pct (bicubic), centre-crop, normalise."""
+    """Resize the shorter side to img_size / crop_pct (bicubic), centre-crop, normalise. The
+    file is opened lazily: its size is checked from the header before any pixel is decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            short = int(math.floor(img_size / crop_pct))
-            w, h = im.size
-            scale = short / min(w, h)
-            im = im.resize((max(img_size, round(w * scale)), max(img_size, round(h * scale))),
-                           Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - img_size) // 2, (h - img_size) // 2
-            im = im.crop((left, top, left + img_size, top + img_size))
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as e:
-        raise VnexportError(f"not a readable image ({e})", path) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                scale = _check_pixels(path, im.size, img_size, crop_pct)
+                im = im.convert("RGB")
+                w, h = im.size
+                im = im.resize((max(img_size, round(w * scale)),
+                                max(img_size, round(h * scale))), Image.BICUBIC)
+                w, h = im.size
+                left, top = (w - img_size) // 2, (h - img_size) // 2
+                im = im.crop((left, top, left + img_size, top + img_size))
+                arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise VnexportError(f"not a readable image ({_first_line(e)})", path) from None
+    except MemoryError:
+        raise VnexportError("not enough memory to decode this image", path) from None
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
 def image_inputs(folder: str | Path, img_size: int = 224, n: int | None = None) -> torch.Tensor:
@@ -145,6 +180,16 @@ def image_inputs(folder: str | Path, img_size: int = 224, n: int | None = None) 
     if n is not None:
         files = files[:n]
     return torch.stack([preprocess(p, img_size) for p in files])
+
+
+def describe_inputs(n: int, img_size: int, seed: int, images: str | Path | None) -> str:
+    """What a verification or calibration ran on, in words: how many inputs, random (seed)
+    or which folder, and how many image files it holds against how many were used."""
+    if images is None:
+        return f"{n} seeded random inputs (seed {seed}) at {img_size}x{img_size}"
+    found = len(list_images(images))
+    return (f"{min(n, found)} images from {images} at {img_size}x{img_size} ({found} found, "
+            f"{'all' if n >= found else f'the first {n}'} used)")
 
 
 def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: int = 0,

@@ -11,7 +11,9 @@ import torch
 from tqdm import tqdm
 
 from .. import bench as b
+from .. import ort
 from ..errors import VnexportError
+from ..limits import MAX_BATCH, MAX_IMG_SIZE
 from ..ort import check_input_shape
 from ..runners import artifact_kind, load_runners
 from .common import Log, Result, Source, check_img_size, load, parse_ints
@@ -34,6 +36,9 @@ def _batches(opts: BenchOptions) -> tuple[int, ...]:
     batches = parse_ints(opts.batch, "--batch")
     if not batches or min(batches) < 1:
         raise VnexportError(f"--batch takes positive integers, got {opts.batch!r}")
+    if max(batches) > MAX_BATCH:
+        raise VnexportError(f"--batch: {max(batches)} is outside the allowed range "
+                            f"1..{MAX_BATCH}")
     kind = artifact_kind(opts.artifact)
     if opts.cuda_graphs and (kind != "checkpoint" or opts.device != "cuda"):
         raise VnexportError("--cuda-graphs applies to checkpoints with --device cuda")
@@ -48,6 +53,9 @@ def _geometry(runner, opts: BenchOptions, batches) -> tuple[int, int]:
         if runner.session is not None:
             shape = runner.session.get_inputs()[0].shape
             img_size = shape[-1] if isinstance(shape[-1], int) else 224
+            if img_size > MAX_IMG_SIZE:
+                raise VnexportError(f"its input is {shape[-2]}x{shape[-1]}, above the limit "
+                                    f"of {MAX_IMG_SIZE}", opts.artifact)
     if runner.cfg is not None:
         check_img_size(runner.cfg, img_size)
     in_chans = runner.cfg.in_chans if runner.cfg is not None else 3
@@ -96,7 +104,8 @@ def run(opts: BenchOptions, log: Log = Log()) -> Result:
     log.echo(f"{opts.artifact.name}: {runner.kind}, {runner.precision}, {runner.backend}, "
              f"threads {threads}, {img_size}x{img_size}, "
              f"{opts.warmup} warm-up + {opts.runs} timed runs per batch size")
-    results = _measure(runner, opts, batches, img_size, in_chans, log)
+    with ort.failures_named(opts.artifact):
+        results = _measure(runner, opts, batches, img_size, in_chans, log)
     log.echo(f"{'batch':>5} {'median ms':>10} {'p90 ms':>9} {'p99 ms':>9} {'img/s':>9}")
     for r in results:
         p99 = f"{r.p99_ms:>9.2f}" if r.p99_ms is not None else f"{'-':>9}"

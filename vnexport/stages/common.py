@@ -3,10 +3,12 @@ contract (a report for JSON, closing lines, an exit code), default output names.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import EXIT_OK, VnexportError
@@ -17,12 +19,37 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _quiet(msg: str) -> None:
+    pass
+
+
 @dataclass
 class Log:
-    """Where a stage's progress goes: ``echo`` for results, ``note`` for warnings (stderr)."""
+    """Where a stage's lines go: ``echo`` for results; ``note`` for notes and warnings, which
+    are held back (``deferred``) and printed after the result, or not at all when the command
+    fails; ``progress`` for a line per long step with its elapsed time (the CLI prints them on
+    a terminal only)."""
 
     echo: Callable[[str], None] = print
     note: Callable[[str], None] = _stderr
+    progress: Callable[[str], None] = _quiet
+    deferred: list[str] = field(default_factory=list)
+
+    def defer(self, msg: str) -> None:
+        self.deferred.append(msg)
+
+    def flush_notes(self) -> None:
+        for msg in self.deferred:
+            self.note(msg)
+        self.deferred.clear()
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        """``what ...`` when a long step starts, ``what: done in N s`` when it ends."""
+        t = time.perf_counter()
+        self.progress(f"{what} ...")
+        yield
+        self.progress(f"{what}: done in {time.perf_counter() - t:.1f} s")
 
 
 @dataclass
@@ -68,16 +95,16 @@ def parse_ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
 
 
 def load(ckpt: Path, src: Source, log: Log) -> Checkpoint:
-    """Load ``ckpt`` with ``src``'s options; its notes go to ``log.note``."""
+    """Load ``ckpt`` with ``src``'s options; its notes are deferred (``log.defer``)."""
     if src.trust:
-        log.note("warning: --trust-remote-pickle: loading with weights_only=False runs code "
-                 "from the file")
+        log.defer("warning: --trust-remote-pickle: loading with weights_only=False runs code "
+                  "from the file")
     loaded = load_checkpoint(ckpt, key=src.key, model=src.model,
                              strides=parse_ints(src.strides, "--strides"),
                              ada_pool=parse_ints(src.ada_pool, "--ada-pool"),
                              act_learn=src.act_learn, trust=src.trust)
     for n in loaded.notes:
-        log.note(f"{ckpt.name}: {n}")
+        log.defer(f"{ckpt.name}: {n}")
     return loaded
 
 

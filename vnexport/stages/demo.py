@@ -19,6 +19,7 @@ import onnx
 from .. import ort, trt
 from ..checkpoint import load_checkpoint
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, MissingRuntimeError, VnexportError
+from ..fileio import OutputPlan
 from ..fuse import deploy_model, provenance, save_deploy, verify_against_training
 from ..model import VARIANTS, check_img_size
 from ..onnx_export import fp32_onnx_from_deploy, verification_metadata
@@ -200,6 +201,7 @@ def run(opts: DemoOptions, log: Log = Log()) -> DemoResult:
     reason = check_img_size(cfg, img_size)
     if reason:
         raise VnexportError(f"--img-size: {reason}")
+    OutputPlan().add_folder(workdir, "--workdir")
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = workdir / f"checkpoint-{opts.variant}.pth"
     t = time.perf_counter()
@@ -215,6 +217,9 @@ def run(opts: DemoOptions, log: Log = Log()) -> DemoResult:
     reference = run_torch(ckpt.build_model(), x)
     log.echo(f"[demo] training-form reference on {n} inputs at {img_size}: "
              f"{time.perf_counter() - t:.1f} s")
-    results = [stage(ckpt, x, reference, workdir, log.echo) for stage in STAGES]
+    results = []
+    for stage in STAGES:
+        with log.step(f"[demo] {stage.__name__.removeprefix('stage_')}"):
+            results.append(stage(ckpt, x, reference, workdir, log.echo))
     ok = all(r.passed is not False for r in results)
     return DemoResult(exit_code=EXIT_OK if ok else EXIT_CHECK_FAILED, stages=results)

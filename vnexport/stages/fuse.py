@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import check_output
+from ..errors import EXIT_CHECK_FAILED
+from ..fileio import OutputPlan
 from ..fuse import fuse, provenance, save_deploy
 from ..verify import Tolerance, make_inputs
 from .common import (Log, Result, Source, check_img_size, comparison_lines, default_output,
@@ -33,9 +33,8 @@ class FuseOptions:
 
 def run(opts: FuseOptions, log: Log = Log()) -> Result:
     ckpt = opts.ckpt
-    output = check_output(opts.output or default_output(ckpt, "_deploy.pth"), opts.force)
-    if output.resolve() == ckpt.resolve():
-        raise VnexportError("output would overwrite the input checkpoint", output)
+    output = OutputPlan([ckpt, opts.images], opts.force).add(
+        opts.output or default_output(ckpt, "_deploy.pth"), "--output")
     t0 = time.perf_counter()
     c = load(ckpt, opts.source, log)
     check_img_size(c.cfg, opts.img_size)

@@ -13,8 +13,8 @@ import onnx
 import torch
 
 from ..checkpoint import Checkpoint
-from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import check_output
+from ..errors import EXIT_CHECK_FAILED
+from ..fileio import OutputPlan
 from ..fuse import deploy_model
 from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expected_conv_count,
                            export_metadata, onnx_model_from_deploy, reference_label,
@@ -133,9 +133,10 @@ def _print_verified(v: Verified, log: Log) -> None:
 
 
 def _start(opts: OnnxOptions, log: Log):
-    output = check_output(opts.output or default_output(opts.ckpt, ".onnx"), opts.force)
-    if output.resolve() == opts.ckpt.resolve():
-        raise VnexportError("output would overwrite the input checkpoint", output)
+    conv = opts.conversion
+    plan = OutputPlan([opts.ckpt, opts.check.images, conv.calib_images], opts.force)
+    output = plan.add(opts.output or default_output(opts.ckpt, ".onnx"), "--output")
+    plan.add(conv.cache, "--cache", update=True)
     c = load(opts.ckpt, opts.source, log)
     ex, chk = opts.export, opts.check
     check_options(c.cfg, opset=ex.opset, img_size=ex.img_size, batch=ex.batch,

@@ -15,11 +15,12 @@ import onnx
 
 from .. import ort
 from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import atomic_output, check_output
+from ..fileio import OutputPlan, atomic_output
 from ..onnx_file import check_fp32_classifier, input_geometry, load_onnx, set_metadata
 from ..precision import PrecisionReport, apply_precision, verify_precision
-from ..verify import (calibration_inputs, image_inputs, random_inputs, run_torch,
-                      tolerance_for)
+from ..limits import MAX_IMG_SIZE
+from ..verify import (calibration_inputs, describe_inputs, image_inputs, random_inputs,
+                      run_torch, tolerance_for)
 from .common import (Log, Result, Source, check_img_size, load,
                      precision_comparison_lines)
 
@@ -44,7 +45,7 @@ def convert(fp32: onnx.ModelProto, precision: str, calib: np.ndarray, conv: Conv
                                calib_is_random=conv.calib_images is None,
                                quantize_stem=conv.int8_stem)
     for line in rep.lines():
-        (log.note if line.startswith("warning") else log.echo)(line)
+        (log.defer if line.startswith("warning") else log.echo)(line)
     return out, rep
 
 
@@ -60,24 +61,28 @@ class QuantizeOptions:
     n: int = 8
     seed: int = 0
     img_size: Optional[int] = None
-    min_agreement: float = 0.98
+    max_rel_err: Optional[float] = None  # None: the precision's default (as onnx, trt, verify)
+    min_cosine: Optional[float] = None
+    min_top1: Optional[float] = None
     force: bool = False
 
 
 def _check(opts: QuantizeOptions) -> Path:
     if opts.precision == "fp32":
         raise VnexportError("--precision: quantize writes fp16 or int8 (the input is fp32)")
-    output = check_output(opts.output, opts.force)
-    if output.resolve() == opts.onnx_file.resolve():
-        raise VnexportError("output would overwrite the input file", output)
-    cache = opts.conversion.cache
-    if cache is not None and cache.is_dir():
-        raise VnexportError("--cache: is a directory, expected a JSON file", cache)
+    conv = opts.conversion
+    plan = OutputPlan([opts.onnx_file, opts.reference, opts.images, conv.calib_images],
+                      opts.force)
+    output = plan.add(opts.output, "--output")
+    plan.add(conv.cache, "--cache", update=True)
     return output
 
 
 def _geometry(fp32: onnx.ModelProto, opts: QuantizeOptions) -> tuple[Optional[int], int]:
     chans, size = input_geometry(fp32)
+    if size is not None and size > MAX_IMG_SIZE:
+        raise VnexportError(f"its input is {size}x{size}, above the limit of {MAX_IMG_SIZE}",
+                            opts.onnx_file)
     if size is None:
         if opts.img_size is None:
             raise VnexportError("the input's height/width are symbolic: pass --img-size",
@@ -93,7 +98,13 @@ def _geometry(fp32: onnx.ModelProto, opts: QuantizeOptions) -> tuple[Optional[in
 
 
 def run(opts: QuantizeOptions, log: Log = Log()) -> Result:
-    output, prec, conv = _check(opts), opts.precision, opts.conversion
+    output = _check(opts)
+    with ort.failures_named(opts.onnx_file):
+        return _run(opts, output, log)
+
+
+def _run(opts: QuantizeOptions, output: Path, log: Log) -> Result:
+    prec, conv = opts.precision, opts.conversion
     t0 = time.perf_counter()
     fp32 = check_fp32_classifier(load_onnx(opts.onnx_file), opts.onnx_file)
     chans, size = _geometry(fp32, opts)
@@ -104,20 +115,22 @@ def run(opts: QuantizeOptions, log: Log = Log()) -> Result:
     shape = SimpleNamespace(in_chans=chans or (ckpt.cfg.in_chans if ckpt else 3))
     x = (image_inputs(opts.images, size, opts.n) if opts.images
          else random_inputs(shape, opts.n, size, opts.seed))
-    source = (str(opts.images) if opts.images
-              else f"{opts.n} seeded random inputs (seed {opts.seed})")
+    source = describe_inputs(opts.n, size, opts.seed, opts.images)
     calib = calibration_inputs(shape, prec, conv.calib_n, size, opts.seed, conv.calib_images, x)
-    out_model, rep = convert(fp32, prec, calib, conv, log)
+    with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
+        out_model, rep = convert(fp32, prec, calib, conv, log)
     if ckpt is not None:
         ref = run_torch(ckpt.build_model(), x)
         against = f"the fp32 training form of {opts.reference.name}"
     else:
-        ref = ort.run(ort.session(fp32, device="cpu"), x.numpy(), batch=8)
+        ref = ort.run(ort.session(fp32, device="cpu", path=opts.onnx_file), x.numpy(), batch=8,
+                      path=opts.onnx_file)
         against = (f"the fp32 ONNX file {opts.onnx_file.name} on ONNX Runtime "
                    "(no --reference)")
     log.echo(f"verifying {prec} on ONNX Runtime against {against}, on {source}")
     comps = verify_precision(fp32, out_model, rep, x.numpy(), ref,
-                             tolerance_for(prec, min_top1=opts.min_agreement))
+                             tolerance_for(prec, max_rel=opts.max_rel_err,
+                                           min_cosine=opts.min_cosine, min_top1=opts.min_top1))
     for line in precision_comparison_lines(comps):
         log.echo(line)
     return _write(opts, output, out_model, rep, comps, source, t0)

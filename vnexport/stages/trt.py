@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import ort, trt
 from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import check_output
+from ..fileio import OutputPlan
 from ..fuse import check_exact
 from ..onnx_export import export_onnx
 from ..onnx_file import OnnxInput, detect_precision, read_onnx_input
@@ -192,12 +192,11 @@ def _check_inputs(opts: TrtOptions, log: Log):
         if not opts.allow_inexact:
             check_exact(ckpt)
         default_out = default_output(source, f"_{prec}.engine")
-        if keep_onnx is not None:
-            keep_onnx = check_output(keep_onnx, opts.force)
-    output = check_output(opts.output or default_out, opts.force)
-    check_output(provenance_path(output), opts.force)
-    if output.resolve() == source.resolve():
-        raise VnexportError("output would overwrite the source", output)
+    plan = OutputPlan([source, opts.reference, opts.verify and opts.verify.images], opts.force)
+    keep_onnx = plan.add(keep_onnx, "--keep-onnx")
+    output = plan.add(opts.output or default_out, "--output")
+    plan.add(provenance_path(output), "--output (its provenance JSON)")
+    plan.add(opts.build.timing_cache, "--timing-cache", update=True)
     return prec, ckpt, output, keep_onnx
 
 
