@@ -68,10 +68,12 @@ def test_verify_passes_on_random_and_on_digit_images(digits_run, fused, tmp_path
         Image.fromarray(arr).convert("RGB").save(folder / f"digit_{i:02d}.png")
     r = runner.invoke(app, ["verify", str(digits_run.final), str(deploy), str(onnx_path),
                             "--strides", STRIDES, "--img-size", str(IMG), "--images", str(folder),
-                            "--n", "12", "--json", str(report)])
+                            "--n", "12", "--json", str(report), "--force"])
     assert r.exit_code == 0, r.output
-    data = json.loads(report.read_text())
-    assert data["inputs"] == {"n": 12, "img_size": IMG, "source": str(folder)}
+    inputs = json.loads(report.read_text())["inputs"]
+    assert (inputs["n"], inputs["img_size"], inputs["random"], inputs["images"]) == (
+        12, IMG, False, str(folder))
+    assert "12 found, all used" in inputs["description"]
 
 
 def test_mid_schedule_checkpoint_is_refused_by_fuse(digits_run, tmp_path):

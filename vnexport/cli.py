@@ -209,7 +209,9 @@ MaxRelOpt = typer.Option(1e-4, "--max-rel-err", min=0.0, help="Tolerance: max ab
                          "the reference output's max magnitude.")
 MinTop1Opt = typer.Option(1.0, "--min-top1", min=0.0, max=1.0, help="Tolerance: fraction of "
                           "inputs whose top-1 class must agree with the training form.")
-ForceOpt = typer.Option(False, "--force", "-f", help="Replace an existing output file.")
+ForceOpt = typer.Option(False, "--force", "-f", help="Replace existing output files (never an "
+                        "input of the command).")
+JsonForceOpt = typer.Option(False, "--force", "-f", help="Replace an existing --json file.")
 JsonOpt = typer.Option(None, "--json", help="Also write the report as JSON to this file "
                        "('-' for standard output).")
 
@@ -277,8 +279,8 @@ class Device(str, Enum):
 # ------------------------------------------------------------------------------------------
 # options of one command each
 
-INFO_CKPT = typer.Argument(..., help="Training or deploy checkpoint (.pth, .safetensors), or a "
-    "TensorRT engine (.engine, .plan, .trt).")
+INFO_CKPT = typer.Argument(..., help="A training or deploy checkpoint (.pth, .safetensors), an "
+    "ONNX file (.onnx), or a TensorRT engine (.engine, .plan, .trt).")
 INFO_AS_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 FUSE_CKPT = typer.Argument(..., help="Training checkpoint (.pth, .safetensors).")
 FUSE_OUTPUT = typer.Option(None, "--output", "-o", help="Deploy checkpoint to "
@@ -401,6 +403,9 @@ VERIFY_ARTIFACTS = typer.Argument(..., help="Deploy checkpoints (.pth, .safetens
 VERIFY_LOCATE_STAGE = typer.Option(False, "--locate", help="For a failing deploy checkpoint "
     "or ONNX file, report the first stage (stem, stages.i, "
     "head) whose output departs from the reference.")
+VERIFY_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input "
+    "height and width. Default: the input size of the ONNX artifacts (read from the file), "
+    "else 224.")
 VERIFY_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
     "PyTorch and ONNX Runtime (default: theirs).")
 BENCH_ARTIFACT = typer.Argument(..., help="Training or deploy checkpoint, ONNX file or "
@@ -530,9 +535,10 @@ def info(
     trust: bool = TrustOpt,
 ) -> None:
     """What is this file? A checkpoint: form, variant, config, weights used, epoch, act_learn,
-    size, cost. A TensorRT engine (.engine, .plan, .trt): its provenance, TensorRT-RTX's header
-    check, and its own tensors and profile (those need its runtime and a CUDA GPU: without
-    them the facts are printed, then exit 3)."""
+    size, cost. An ONNX file: input shape, precision, opset, op inventory, vnexport metadata.
+    A TensorRT engine (.engine, .plan, .trt): its provenance, TensorRT-RTX's header check, and
+    its own tensors and profile (those need its runtime and a CUDA GPU: without them the facts
+    are printed, then exit 3)."""
     from .stages import info as stage
 
     v = locals()
@@ -767,7 +773,7 @@ def verify(
     act_learn: Optional[float] = ActLearnOpt,
     images: Optional[Path] = ImagesOpt,
     n: int = NOpt,
-    img_size: int = ImgSizeOpt,
+    img_size: Optional[int] = VERIFY_IMG_SIZE,
     seed: int = SeedOpt,
     max_rel_err: Optional[float] = TolMaxRelOpt,
     min_cosine: Optional[float] = TolMinCosineOpt,
@@ -775,6 +781,7 @@ def verify(
     locate_stage: bool = VERIFY_LOCATE_STAGE,
     threads: Optional[int] = VERIFY_THREADS,
     json_out: Optional[str] = JsonOpt,
+    force: bool = JsonForceOpt,
     trust: bool = TrustOpt,
 ) -> None:
     """Compare artifacts with the training checkpoint on the same inputs, for CI.
@@ -808,6 +815,7 @@ def bench(
     ada_pool: Optional[str] = AdaPoolOpt,
     act_learn: Optional[float] = ActLearnOpt,
     json_out: Optional[str] = JsonOpt,
+    force: bool = JsonForceOpt,
     trust: bool = TrustOpt,
 ) -> None:
     """Latency of one artifact at each batch size: warm-up, then median, p90, p99 and

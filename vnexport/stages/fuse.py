@@ -10,7 +10,7 @@ from typing import Optional
 from ..errors import EXIT_CHECK_FAILED
 from ..fileio import OutputPlan
 from ..fuse import fuse, provenance, save_deploy
-from ..verify import Tolerance, make_inputs
+from ..verify import Tolerance, describe_inputs, make_inputs
 from .common import (Log, Result, Source, check_img_size, comparison_lines, default_output,
                      load)
 
@@ -41,6 +41,9 @@ def run(opts: FuseOptions, log: Log = Log()) -> Result:
     log.echo(f"{ckpt.name}: {c.form} form, {c.variant}, act_learn {c.act_learn:.4g}")
     x = None if opts.no_verify or c.form == "deploy" else make_inputs(
         c.cfg, opts.n, opts.img_size, opts.seed, opts.images)
+    if x is not None:
+        inputs = describe_inputs(opts.n, opts.img_size, opts.seed, opts.images)
+        log.echo(f"verifying on {inputs}")
     tol = Tolerance(max_rel=opts.max_rel_err, min_top1=opts.min_top1)
     res = fuse(c, x, tol, allow_inexact=opts.allow_inexact)
     if res.passthrough:

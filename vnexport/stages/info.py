@@ -1,5 +1,6 @@
-"""``vnexport info``: what a checkpoint is (form, variant, config, weights, epoch, cost), or
-what a TensorRT engine is (its provenance, TensorRT-RTX's header check, and, with its runtime
+"""``vnexport info``: what a checkpoint is (form, variant, config, weights, epoch, cost), what
+an ONNX file is (input, precision, opset, op inventory, vnexport metadata), or what a TensorRT
+engine is (its provenance, TensorRT-RTX's header check, and, with its runtime
 and a CUDA GPU, its own tensors and profile)."""
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import trt
-from ..errors import MissingRuntimeError
+from ..errors import MissingRuntimeError, VnexportError
 from ..model import multiply_adds, parameter_count
-from ..runners import ENGINE_SUFFIXES
+from ..onnx_file import detect_precision, get_metadata, load_onnx, op_inventory, read_onnx_input
+from ..runners import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from .common import Log, Result, Source, check_img_size, load
 
 
@@ -30,6 +32,43 @@ class InfoResult(Result):
 
 
 def run(opts: InfoOptions, log: Log = Log()) -> InfoResult:
+    """What a checkpoint or an ONNX file is (engines: ``run_engine``)."""
+    if is_engine(opts.ckpt):  # the CLI sends engines to run_engine
+        raise VnexportError("an engine: see run_engine", opts.ckpt)
+    onnx = opts.ckpt.suffix.lower() in ONNX_SUFFIXES  # a checkpoint's format: from its content
+    return (onnx_info if onnx else checkpoint_info)(opts, log)
+
+
+def onnx_info(opts: InfoOptions, log: Log = Log()) -> InfoResult:
+    """An ONNX file: its input, precision, opset, op inventory and vnexport metadata."""
+    path = opts.ckpt
+    model = load_onnx(path, external_data=False)
+    inp = read_onnx_input(path, model)
+    meta = get_metadata(model)
+    data = {
+        "file": str(path), "kind": "onnx", "size_bytes": path.stat().st_size,
+        "input": {"name": inp.name, "shape": [d if d else "dynamic" for d in inp.shape],
+                  "dtype": inp.dtype},
+        "outputs": [o.name for o in model.graph.output],
+        "precision": detect_precision(model=model, strict=False),
+        "opsets": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "op_inventory": op_inventory(model),
+        "metadata": meta,
+    }
+    shape = ", ".join(str(d) for d in data["input"]["shape"])
+    text = [f"file        {path}", "kind        onnx",
+            f"input       {inp.name} [{shape}] {inp.dtype}",
+            f"precision   {data['precision']}",
+            "opset       " + ", ".join(f"{k} {v}" for k, v in data["opsets"].items()),
+            "graph       " + ", ".join(f"{op} {k}" for op, k in data["op_inventory"].items())
+            + f" ({sum(data['op_inventory'].values())} nodes)",
+            f"size        {data['size_bytes'] / 2**20:.1f} MiB"]
+    text += [f"metadata    {k} = {v[:100]}" for k, v in sorted(meta.items())]
+    return InfoResult(report=data, text=text)
+
+
+def checkpoint_info(opts: InfoOptions, log: Log = Log()) -> InfoResult:
     ckpt, img_size = opts.ckpt, opts.img_size
     c = load(ckpt, opts.source, log)
     check_img_size(c.cfg, img_size)

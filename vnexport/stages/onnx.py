@@ -21,7 +21,8 @@ from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expecte
                            verification_metadata, verify_onnx)
 from ..onnx_file import op_inventory, save_onnx, serialize, set_metadata
 from ..precision import verify_precision
-from ..verify import calibration_inputs, make_inputs, run_torch, tolerance_for
+from ..verify import (calibration_inputs, describe_inputs, make_inputs, run_torch,
+                      tolerance_for)
 from .common import Log, Result, Source, default_output, load, precision_comparison_lines
 from .quantize import Conversion, convert
 
@@ -143,6 +144,8 @@ def _start(opts: OnnxOptions, log: Log):
                   dynamic_batch=ex.dynamic_batch, max_batch=ex.max_batch)
     x = None if chk.no_verify else make_inputs(c.cfg, chk.n, ex.img_size, chk.seed, chk.images)
     log.echo(f"{opts.ckpt.name}: {c.form} form, {c.variant}, act_learn {c.act_learn:.4g}")
+    if x is not None:
+        log.echo(f"verifying on {describe_inputs(chk.n, ex.img_size, chk.seed, chk.images)}")
     return output, c, x
 
 
@@ -161,7 +164,8 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     if prec != "fp32":
         calib = calibration_inputs(c.cfg, prec, opts.conversion.calib_n, ex.img_size, chk.seed,
                                    opts.conversion.calib_images, x)
-        proto, rep = convert(fp32, prec, calib, opts.conversion, log)
+        with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
+            proto, rep = convert(fp32, prec, calib, opts.conversion, log)
         report["precision"] = rep.to_dict()
     if x is None:
         log.echo("verification skipped (--no-verify)")

@@ -17,7 +17,8 @@ import torch
 from ..errors import EXIT_CHECK_FAILED, VnexportError
 from ..locate import locate as find_stage
 from ..runners import load_runners
-from ..verify import Comparison, compare, make_inputs, run_batched, run_torch, tolerance_for
+from ..verify import (Comparison, compare, describe_inputs, make_inputs, run_batched,
+                      run_torch, tolerance_for)
 from .common import Log, Result, Source, check_img_size, load
 
 
@@ -90,6 +91,16 @@ def results_table(results: list[ArtifactResult]) -> list[str]:
 # the command
 
 
+def _onnx_img_size(runners) -> Optional[int]:
+    """The input size an ONNX artifact was exported for (its fixed height = width)."""
+    for r in runners:
+        if getattr(r, "session", None) is not None:
+            shape = r.session.get_inputs()[0].shape
+            if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3]:
+                return shape[2]
+    return None
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     reference: Path
@@ -97,7 +108,7 @@ class VerifyOptions:
     source: Source = field(default_factory=Source)
     images: Optional[Path] = None
     n: int = 8
-    img_size: int = 224
+    img_size: Optional[int] = None  # None: an ONNX artifact's input size, else 224
     seed: int = 0
     max_rel_err: Optional[float] = None
     min_cosine: Optional[float] = None
@@ -129,16 +140,16 @@ def run(opts: VerifyOptions, log: Log = Log()) -> Result:
         raise VnexportError("the reference must be a training checkpoint (the independent path "
                             "every artifact is compared with); this is a deploy-form file",
                             opts.reference)
-    check_img_size(ref.cfg, opts.img_size)
     artifact_source = Source(model=src.model, strides=src.strides, ada_pool=src.ada_pool,
                              trust=src.trust)
     runners = load_runners(opts.artifacts, lambda p: load(p, artifact_source, log),
                            threads=opts.threads)
-    x = make_inputs(ref.cfg, opts.n, opts.img_size, opts.seed, opts.images)
-    source = str(opts.images) if opts.images else f"random, seed {opts.seed}"
+    img_size = opts.img_size or _onnx_img_size(runners) or 224
+    check_img_size(ref.cfg, img_size)
+    x = make_inputs(ref.cfg, opts.n, img_size, opts.seed, opts.images)
+    source = describe_inputs(opts.n, img_size, opts.seed, opts.images)
     log.echo(f"reference {opts.reference.name}: training form, {ref.variant}, act_learn "
-             f"{ref.act_learn:.4g}; {len(x)} inputs at {opts.img_size}x{opts.img_size} "
-             f"({source})")
+             f"{ref.act_learn:.4g}; verifying on {source}")
     results = verify_runners(ref.build_model(), runners, x,
                              {"max_rel": opts.max_rel_err, "min_cosine": opts.min_cosine,
                               "min_top1": opts.min_top1}, locate=opts.locate,
@@ -149,7 +160,10 @@ def run(opts: VerifyOptions, log: Log = Log()) -> Result:
     report = {
         "reference": {"path": str(opts.reference), "sha256": ref.sha256, "variant": ref.variant,
                       "config": ref.cfg.to_dict(), "act_learn": ref.act_learn},
-        "inputs": {"n": len(x), "img_size": opts.img_size, "source": source},
+        "inputs": {"n": len(x), "img_size": img_size, "random": opts.images is None,
+                   "seed": None if opts.images else opts.seed,
+                   "images": None if opts.images is None else str(opts.images),
+                   "description": source},
         "artifacts": [r.to_dict() for r in results],
         "passed": not failed,
     }

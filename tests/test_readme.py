@@ -1,0 +1,120 @@
+"""The README's examples, run as written: every fenced ``bash`` block of its Commands section
+(each command line as a shell command, in order, in a fresh folder holding small generated
+stand-ins for the files the examples name) and its Python API blocks. Only lines that need a
+GPU, TensorRT or Docker are skipped, each with the reason."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from artifacts import CONFIG, export_onnx_file
+
+from vnexport.checkpoint import load_checkpoint
+from vnexport.fuse import deploy_model, provenance, save_deploy
+from vnexport.synthetic import random_training_model, training_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+NEEDS_GPU = [(re.compile(p), why) for p, why in [
+    (r"\bdocker\b", "needs Docker and an NVIDIA GPU"),
+    (r"^vnexport trt\b", "needs TensorRT and a CUDA GPU"),
+    (r"\.engine\b", "needs a TensorRT engine (TensorRT and a CUDA GPU)"),
+    (r"--device cuda", "needs a CUDA GPU"),
+]]
+
+
+def commands_section() -> str:
+    start = README.index("\n## Commands\n")
+    end = README.index("\n## ", start + 1)
+    return README[start:end]
+
+
+def blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", commands_section(), re.S)
+
+
+def command_lines(block: str) -> list[str]:
+    """The block's commands, continuation lines joined, comments and blank lines dropped."""
+    text = block.replace("\\\n", " ")
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def skip_reason(line: str) -> str | None:
+    return next((why for pattern, why in NEEDS_GPU if pattern.search(line)), None)
+
+
+def prepare(folder: Path) -> dict:
+    """checkpoint-best.pth (a small training checkpoint whose vnexport metadata names its
+    config, so the examples need no --strides), ./calib (10 images), model.onnx (its fp32
+    export), deploy.pth (its deploy form), and a ``vnexport`` on PATH running this checkout."""
+    from PIL import Image
+
+    obj = training_checkpoint(random_training_model(CONFIG, 0), epoch=299)
+    obj["vnexport"] = {"config": CONFIG.to_dict()}
+    torch.save(obj, folder / "checkpoint-best.pth")
+    (folder / "calib").mkdir()
+    for i in range(10):
+        Image.new("RGB", (256, 240), (25 * i, 90, 255 - 20 * i)).save(folder / f"calib/{i}.png")
+    export_onnx_file(folder / "checkpoint-best.pth", folder / "model.onnx", img_size=224,
+                     strides=None)
+    ckpt = load_checkpoint(folder / "checkpoint-best.pth")
+    save_deploy(folder / "deploy.pth", deploy_model(ckpt), provenance(ckpt, None))
+    bin_dir = folder / ".bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "vnexport"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m vnexport "$@"\n')
+    shim.chmod(0o755)
+    return dict(os.environ, PYTHONPATH=str(ROOT),
+                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_commands_section_has_examples():
+    assert len(blocks("bash")) >= 4 and blocks("python")
+    lines = [ln for b in blocks("bash") for ln in command_lines(b)]
+    assert sum(skip_reason(ln) is None for ln in lines) >= 15
+
+
+def stand_in(line: str, folder: Path, written: set[str]) -> None:
+    """Each file a command reads that the block has not written before (the examples' own
+    model files) is put there as a copy of the small generated one of its kind."""
+    outputs = set(re.findall(r"(?:-o|--output|--json|--keep-onnx)\s+(\S+)", line))
+    for name in re.findall(r"(\S+\.(?:onnx|pth))\b", line):
+        if name in outputs or name in written or (folder / name).exists():
+            continue
+        src = "model.onnx" if name.endswith(".onnx") else (
+            "deploy.pth" if "deploy" in name else "checkpoint-best.pth")
+        (folder / name).write_bytes((folder / src).read_bytes())
+    written.update(outputs)
+
+
+@pytest.mark.parametrize("index", range(len(blocks("bash"))))
+def test_bash_block_runs_as_written(index, tmp_path):
+    env = prepare(tmp_path)
+    ran, skipped, written = [], [], set()
+    for line in command_lines(blocks("bash")[index]):
+        why = skip_reason(line)
+        if why:
+            skipped.append(f"{line}: {why}")
+            continue
+        stand_in(line, tmp_path, written)
+        r = subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, f"{line}\nexit {r.returncode}\n{r.stderr[-3000:]}"
+        assert "Traceback" not in r.stderr
+        ran.append(line)
+    if not ran:
+        pytest.skip("every line needs a GPU: " + "; ".join(skipped))
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_python_block_runs_as_written(index, tmp_path, monkeypatch):
+    prepare(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = blocks("python")[index]
+    exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
