@@ -103,12 +103,16 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, good, kind, command, monk
 
 
 @pytest.mark.parametrize("suffix", [".onnx"])  # info takes engines (test_trt_rtx.py)
-def test_an_artifact_given_for_a_checkpoint_is_named(tmp_path, suffix):
+def test_an_artifact_given_for_a_checkpoint_is_named(tmp_path, good, suffix):
     p = tmp_path / f"model{suffix}"
     p.write_bytes(b"\x08\x07")
-    r = runner.invoke(app, ["info", str(p)])
+    r = runner.invoke(app, ["fuse", str(p)])
     assert r.exit_code == 2
     assert f"model{suffix}: a {suffix} file, not a checkpoint" in r.stderr
+    r = runner.invoke(app, ["info", str(p)])  # info reads it as an ONNX file: not one
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"model{suffix}: " in r.stderr
+    assert "not a readable ONNX file" in r.stderr or "graph has 0" in r.stderr
 
 
 def test_output_folder_missing(tmp_path, good):
@@ -174,3 +178,76 @@ def test_demo_runs_every_stage(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "demo" / "deploy.pth").exists()
     assert "fuse" in r.stdout and "FAIL" not in r.stdout
+
+
+@pytest.fixture(scope="module")
+def small_onnx(good, tmp_path_factory):
+    from vnexport.checkpoint import load_checkpoint
+    from vnexport.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "small.onnx"
+    export_onnx(load_checkpoint(good, strides=(2, 2)), path, img_size=32, dynamic_batch=True)
+    return path
+
+
+def test_info_reads_an_onnx_file(small_onnx):
+    r = runner.invoke(app, ["info", str(small_onnx), "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["kind"] == "onnx" and data["precision"] == "fp32"
+    assert data["input"]["shape"] == ["dynamic", 3, 32, 32]
+    assert data["op_inventory"]["Conv"] == 2 + 2 * 2 + 1  # stem 2, 2 per stage, head 1
+    assert data["metadata"]["img_size"] == "32"
+    r = runner.invoke(app, ["info", str(small_onnx)])
+    assert "precision   fp32" in r.stdout and "input       input [dynamic, 3, 32, 32]" in r.stdout
+
+
+def test_verify_reads_the_input_size_from_the_onnx_file(good, small_onnx, tmp_path):
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["verify", str(good), str(small_onnx), "--strides", "2,2", "--n", "3",
+                            "--json", str(report)])
+    assert r.exit_code == 0, r.output
+    inputs = json.loads(report.read_text())["inputs"]
+    assert inputs["img_size"] == 32 and inputs["n"] == 3 and inputs["random"] is True
+    assert "3 seeded random inputs (seed 0) at 32x32" in r.stdout
+
+
+def test_quantize_fp16_is_judged_by_the_fp16_limits(small_onnx, tmp_path):
+    out = tmp_path / "q.onnx"
+    r = runner.invoke(app, ["quantize", str(small_onnx), "--precision", "fp16", "-o", str(out),
+                            "--json", "-"])
+    assert r.exit_code == 0, r.output
+    tol = json.loads(r.stdout)["verification"]["tolerance"]
+    assert (tol["min_top1"], tol["min_cosine"], tol["max_rel"]) == (0.99, 0.9999, None)
+    r = runner.invoke(app, ["quantize", str(small_onnx), "--precision", "fp16", "-o",
+                            str(tmp_path / "q2.onnx"), "--min-cosine", "1.0", "--max-rel-err",
+                            "0"])
+    assert r.exit_code == 1, r.output  # the shared tolerance options apply (and can fail)
+    assert not (tmp_path / "q2.onnx").exists()
+
+
+@pytest.mark.parametrize("args, line", [
+    (["onnx", "x.pth", "--img-size", "0"], "error: --img-size: 0 is outside the allowed range "
+                                           "8..2048"),
+    (["fuse", "x.pth", "--seed", "-1"], "error: --seed: -1 is outside the allowed range "
+                                        "0..4294967295"),
+    (["trt", "x.pth", "--opset", "99"], "error: --opset: 99 is outside the allowed range 13..21"),
+    (["quantize", "x.onnx", "--precision", "fp16"], "error: Missing option '--output' / '-o'."),
+])
+def test_usage_errors_are_one_line(args, line):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == line
+
+
+def test_progress_lines_time_each_long_step():
+    from vnexport.stages.common import Log
+
+    seen = []
+    log = Log(echo=seen.append, note=seen.append, progress=seen.append)
+    log.defer("a note")
+    with log.step("calibrating"):
+        pass
+    assert seen[0] == "calibrating ..." and seen[1].startswith("calibrating: done in ")
+    log.flush_notes()
+    assert seen[-1] == "a note" and log.deferred == []

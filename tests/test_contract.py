@@ -575,6 +575,45 @@ def bench_runtime_failure(d, a):
                  "--warmup", "0"], ("runtime_fail.onnx",))
 
 
+# ---- files of the wrong kind or damaged (each named)
+
+
+def _fp16_input(src: Path, dst: Path) -> Path:
+    import onnx
+
+    m = onnx.load(str(src))
+    m.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT16
+    onnx.save(m, str(dst))
+    return dst
+
+
+@case
+def quantize_input_not_fp32(d, a):
+    m = _fp16_input(a.onnx, d / "half.onnx")
+    return Case(["quantize", m, "--precision", "int8", "-o", "q.onnx"], ("half.onnx",))
+
+
+@case
+def quantize_text_file(d, a):
+    (d / "notes.onnx").write_text("not a model\n")
+    return Case(["quantize", d / "notes.onnx", "--precision", "fp16", "-o", "q.onnx"],
+                ("notes.onnx",))
+
+
+@case
+def info_truncated_onnx(d, a):
+    data = a.onnx.read_bytes()
+    (d / "cut.onnx").write_bytes(data[: len(data) // 2])
+    return Case(["info", d / "cut.onnx"], ("cut.onnx",))
+
+
+@case
+def verify_unknown_artifact_kind(d, a):
+    ck = put(a.training, d, "ck.pth")
+    (d / "model.txt").write_text("?")
+    return Case(["verify", ck, d / "model.txt", *FUSE], ("model.txt",))
+
+
 # ---- usage errors: one line naming the option (Typer's box before)
 
 

@@ -387,7 +387,7 @@ def test_cli_exit3_one_line_no_file(onnx_files, tmp_path):
     (["--max-batch", "8"], "static batch of 1, which does not fit --max-batch 8"),
     (["--precision", "fp16"], "--precision fp16 given, but the file is fp32"),
     (["--min-batch", "4", "--opt-batch", "2"], None),  # static misfit too
-    (["--builder-opt-level", "9"], "--builder-opt-level must be 0..5"),
+    (["--builder-opt-level", "9"], "--builder-opt-level: 9 is outside the allowed range 0..5"),
     (["--keep-onnx", "x.onnx"], "apply to a checkpoint source only"),
 ])
 def test_cli_bad_input_exit2_before_runtime(onnx_files, tmp_path, extra, msg):

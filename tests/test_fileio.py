@@ -1,0 +1,91 @@
+"""The output contract (vnexport.fileio) in-process: planning refuses what would destroy or
+clash, publishing is exclusive without --force, temporary files are named and cleaned."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vnexport.errors import VnexportError
+from vnexport.fileio import (OutputPlan, atomic_output, clean_stale_temps, command_outputs,
+                             temp_path, write_text)
+
+
+def test_an_input_is_never_an_output_also_through_links(tmp_path):
+    src = tmp_path / "in.pth"
+    src.write_bytes(b"weights")
+    os.link(src, tmp_path / "hard.pth")
+    (tmp_path / "soft.pth").symlink_to(src)
+    for name in ("in.pth", "hard.pth", "soft.pth", "sub/../in.pth"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(VnexportError, match="would overwrite the input"):
+            OutputPlan([src], force=True).add(tmp_path / name, "--json")
+    assert src.read_bytes() == b"weights"
+
+
+def test_existing_file_needs_force_and_special_files_never(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text("{}")
+    with pytest.raises(VnexportError, match="--force"):
+        OutputPlan().add(old, "--json")
+    assert OutputPlan(force=True).add(old, "--json") == old
+    assert OutputPlan().add(old, "--cache", update=True) == old  # a cache is updated
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.raises(VnexportError, match="not a regular file"):
+        OutputPlan(force=True).add(tmp_path / "pipe.json", "--json")
+    with pytest.raises(VnexportError, match="is a directory"):
+        OutputPlan(force=True).add(tmp_path, "-o")
+    with pytest.raises(VnexportError, match="folder does not exist"):
+        OutputPlan().add(tmp_path / "missing" / "r.json", "--json")
+    with pytest.raises(VnexportError, match="not writable"):
+        OutputPlan().add("/proc/vnexport-test.json", "--json")
+    assert OutputPlan().add("-", "--json") is None and OutputPlan().add(None) is None
+
+
+def test_outputs_of_one_command_must_differ(tmp_path):
+    with command_outputs():
+        OutputPlan().add(tmp_path / "a.json", "--json")
+        with pytest.raises(VnexportError, match="another output"):
+            OutputPlan().add(tmp_path / "a.json", "--output")
+    OutputPlan().add(tmp_path / "a.json", "--output")  # outside the command: no clash
+
+
+def test_publishing_without_force_never_replaces(tmp_path):
+    out = tmp_path / "o.bin"
+    with command_outputs():
+        OutputPlan().add(out)
+        out.write_bytes(b"appeared meanwhile")  # e.g. a concurrent run
+        with pytest.raises(VnexportError, match="appeared while this command ran"):
+            with atomic_output(out) as tmp:
+                tmp.write_bytes(b"mine")
+    assert out.read_bytes() == b"appeared meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["o.bin"]
+    with command_outputs():
+        OutputPlan(force=True).add(out)
+        write_text(out, "replaced")
+    assert out.read_text() == "replaced\n"
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    out = tmp_path / "o.bin"
+    with pytest.raises(RuntimeError):
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("work failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_files_of_dead_processes_are_cleaned(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".o.bin.vnexport-{dead}-0a1b2c3d.tmp"
+    live = temp_path(tmp_path / "o.bin")  # this process: alive
+    other = tmp_path / ".o.bin.0a1b2c3d.tmp"  # not ours: never touched
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    assert live.name.startswith(f".o.bin.vnexport-{os.getpid()}-")
+    assert clean_stale_temps(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
