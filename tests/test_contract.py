@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -608,6 +608,12 @@ def info_truncated_onnx(d, a):
 
 
 @case
+def triton_json_onto_input(d, a):
+    m = put(a.onnx, d)
+    return Case(["triton", m, "-o", "repo", "--json", m, "--force"], ("model.onnx",))
+
+
+@case
 def verify_unknown_artifact_kind(d, a):
     ck = put(a.training, d, "ck.pth")
     (d / "model.txt").write_text("?")
@@ -779,11 +785,12 @@ def _json_commands(a: Arts, d: Path) -> dict[str, list]:
                      "--n", "4", "--min-agreement", "0", "--json", "-"],
         "verify": ["verify", ck, dep, m, *FUSE, "--json", "-"],
         "bench": ["bench", m, "--batch", "1", "--runs", "2", "--warmup", "0", "--json", "-"],
+        "triton": ["triton", m, "-o", "repo", "--json", "-"],
     }
 
 
 @pytest.mark.parametrize("command", ["info", "fuse", "onnx", "onnx-int8",
-                                     "quantize", "verify", "bench"])
+                                     "quantize", "verify", "bench", "triton"])
 def test_json_dash_is_pure_json(command, arts, tmp_path):
     args = _json_commands(arts, tmp_path)[command]
     r = vnexport(args, cwd=tmp_path)

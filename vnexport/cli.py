@@ -203,8 +203,10 @@ TrustOpt = typer.Option(False, "--trust-remote-pickle", help="DANGEROUS: load wi
 ImagesOpt = typer.Option(None, "--images", help="Verify on the JPEG/PNG images in this folder "
                          "(resize, centre crop, ImageNet mean/std) instead of random inputs.")
 NOpt = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
-ImgSizeOpt = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and width.")
-SeedOpt = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Seed of the random verification inputs.")
+ImgSizeOpt = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width.")
+SeedOpt = typer.Option(0, "--seed", min=0, max=MAX_SEED,
+    help="Seed of the random verification inputs.")
 MaxRelOpt = typer.Option(1e-4, "--max-rel-err", min=0.0, help="Tolerance: max abs error over "
                          "the reference output's max magnitude.")
 MinTop1Opt = typer.Option(1.0, "--min-top1", min=0.0, max=1.0, help="Tolerance: fraction of "
@@ -239,7 +241,8 @@ class CalibMethod(str, Enum):
 CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
                               "this folder (resize, centre crop, ImageNet mean/std). Without it "
                               "int8 calibrates on seeded random inputs: fit for speed tests only.")
-CalibNOpt = typer.Option(64, "--calib-n", min=1, max=MAX_INPUTS, help="How many calibration images to use (the "
+CalibNOpt = typer.Option(64, "--calib-n", min=1, max=MAX_INPUTS,
+    help="How many calibration images to use (the "
                          "first N in sorted order), or random inputs without --calib-images.")
 MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
                          "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
@@ -304,7 +307,8 @@ ONNX_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="W
     "verification runs batches of up to this size).")
 ONNX_BATCH = typer.Option(1, "--batch", min=1, max=MAX_BATCH, help="The static batch size (with "
     "--dynamic-batch: the example batch used while exporting).")
-ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and width of the "
+ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width of the "
     "exported graph and of the verification inputs (a multiple "
     "of the variant's total stride, 32 for the published stride "
     "variants; at least 32 for the ada_pool variant).")
@@ -334,7 +338,8 @@ QUANTIZE_REFERENCE = typer.Option(None, "--reference", help="Verify against the 
     "fp32 training form of this checkpoint (the "
     "loading options below apply to it). Without it, "
     "against the fp32 ONNX file on ONNX Runtime.")
-QUANTIZE_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size, needed "
+QUANTIZE_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input size, needed "
     "only when the ONNX input's height/width are "
     "symbolic.")
 TRT_SOURCE = typer.Argument(..., help="An ONNX file (fp32, fp16 graph, or Q/DQ int8), or a "
@@ -348,10 +353,12 @@ TRT_PRECISION = typer.Option(None, "--precision", help="With a checkpoint: "
     "(default fp32). With an ONNX file the "
     "precision is read from the file; if given it "
     "must match.")
-TRT_MIN_BATCH = typer.Option(None, "--min-batch", min=1, max=MAX_BATCH, help="Smallest batch of the "
+TRT_MIN_BATCH = typer.Option(None, "--min-batch", min=1, max=MAX_BATCH,
+    help="Smallest batch of the "
     "optimization profile (default 1, or the file's "
     "static batch).")
-TRT_OPT_BATCH = typer.Option(None, "--opt-batch", min=1, max=MAX_BATCH, help="Batch TensorRT tunes for "
+TRT_OPT_BATCH = typer.Option(None, "--opt-batch", min=1, max=MAX_BATCH,
+    help="Batch TensorRT tunes for "
     "(default: --min-batch).")
 TRT_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="Largest batch of the "
     "profile (default: --opt-batch). An ONNX file with a "
@@ -426,7 +433,8 @@ BENCH_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help=
 DEMO_WORKDIR = typer.Option(Path("vnexport-demo"), "--workdir", help="Folder for the demo's "
     "files (created; its earlier demo files are replaced).")
 DEMO_VARIANT = typer.Option("vanillanet_5", "--variant", help="Which variant to build.")
-DEMO_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size for verification.")
+DEMO_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input size for verification.")
 DEMO_N = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
 
 
