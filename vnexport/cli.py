@@ -77,7 +77,10 @@ class OneLineGroup(TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
-        old = signal.signal(signal.SIGTERM, _interrupt)
+        try:  # only the main thread may set handlers (a CliRunner in a thread cannot)
+            old = signal.signal(signal.SIGTERM, _interrupt)
+        except ValueError:
+            old = None
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -92,7 +95,8 @@ class OneLineGroup(TyperGroup):
             typer.echo("interrupted", err=True)
             code = 130
         finally:
-            signal.signal(signal.SIGTERM, old)
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
         if standalone_mode:
             sys.exit(code)
         return code
