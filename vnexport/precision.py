@@ -237,6 +237,16 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def _round_through_fp16(nodes: list, name: str, tag: str) -> str:
+    """Append Cast(float16) -> Cast(float32) of ``name`` to ``nodes``; the rounded value's name."""
+    half, back = f"{name}__fp16", f"{name}__fp16_back"
+    nodes.append(onnx.helper.make_node("Cast", [name], [half], to=onnx.TensorProto.FLOAT16,
+                                       name=f"{tag}__to_fp16"))
+    nodes.append(onnx.helper.make_node("Cast", [half], [back], to=onnx.TensorProto.FLOAT,
+                                       name=f"{tag}__to_fp32"))
+    return back
+
+
 def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (),
                    ) -> onnx.ModelProto:
     """An fp32 graph that rounds like the fp16 one would, for checking it on any CPU.
@@ -246,7 +256,9 @@ def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (
     float16's range or precision there. This graph rounds every float weight of the converted
     nodes to float16 and every value they produce through Cast(float16) -> Cast(float32),
     like a float16 engine storing its activations (accumulation inside a node stays float32,
-    as on tensor cores). Nodes in ``kept`` stay float32, as in the converted file.
+    as on tensor cores). Nodes in ``kept`` stay float32, as in the converted file. A float32
+    value a converted node reads (the graph input, a kept node's output) is rounded to float16
+    first, as the converted file's Cast at that node's input does.
     """
     m = onnx.ModelProto()
     m.CopyFrom(_named(model))
@@ -254,10 +266,21 @@ def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (
     kept = set(kept)
     rounded_weights: set[str] = set()
     inits = {t.name: t for t in g.initializer}
+    inferred = onnx.shape_inference.infer_shapes(m)
+    floats = {vi.name for vi in [*inferred.graph.input, *inferred.graph.value_info,
+                                 *inferred.graph.output]
+              if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
     nodes = []
-    renames: dict[str, str] = {}
+    renames: dict[str, str] = {}  # a converted node's output -> its rounded value
+    rounded_in: dict[str, str] = {}  # a float32 value -> its rounded copy for converted readers
     for node in g.node:
         node.input[:] = [renames.get(i, i) for i in node.input]
+        if node.name not in kept:  # float32 inputs of a float16 node: rounded on the way in
+            for k, i in enumerate(node.input):
+                if i in floats and i not in inits:
+                    if i not in rounded_in:
+                        rounded_in[i] = _round_through_fp16(nodes, i, f"{node.name}__in{k}")
+                    node.input[k] = rounded_in[i]
         nodes.append(node)
         if node.name in kept:
             continue
@@ -268,12 +291,7 @@ def fp16_emulation(model: onnx.ModelProto, kept: list[str] | tuple[str, ...] = (
                 t.CopyFrom(onnx.numpy_helper.from_array(w, t.name))
                 rounded_weights.add(i)
         for j, out in enumerate(node.output):
-            half, back = f"{out}__fp16", f"{out}__fp16_back"
-            nodes.append(onnx.helper.make_node("Cast", [out], [half], to=onnx.TensorProto.FLOAT16,
-                                               name=f"{node.name}__to_fp16_{j}"))
-            nodes.append(onnx.helper.make_node("Cast", [half], [back], to=onnx.TensorProto.FLOAT,
-                                               name=f"{node.name}__to_fp32_{j}"))
-            renames[out] = back
+            renames[out] = _round_through_fp16(nodes, out, f"{node.name}_{j}")
     for o in g.output:  # graph outputs read the rounded values
         if o.name in renames:
             nodes.append(onnx.helper.make_node("Identity", [renames[o.name]], [o.name + "__out"]))
