@@ -23,7 +23,9 @@ same files run on ONNX Runtime, so they are built and verified here on any machi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import tempfile
@@ -53,7 +55,7 @@ FP16_OVERFLOW_LIMIT = 0.5 * FP16_MAX
 # range; values in the subnormal range (|v| < 6.1e-5) or flushed to zero push it up. 1e-3 allows
 # ordinary rounding (~3.5x) but catches tensors whose small values would be lost.
 FP16_MAX_CAST_ERROR = 1e-3
-CALIB_CACHE_VERSION = 1
+CALIB_CACHE_VERSION = 2  # 2: entropy ranges from a 512-bin histogram (1: degenerate, = minmax)
 
 
 class TensorRange(NamedTuple):
@@ -390,17 +392,29 @@ class Int8Settings:
     method: str = "minmax"
     activation_type: str = "int8"  # int8 (symmetric, what TensorRT needs) or uint8 (ORT x86)
     percentile: float = 99.999
+    # Entropy: histogram bins, and the bins of the quantized distribution it is compared with.
+    # ORT's defaults are 128 and 128: then the only candidate threshold is the whole histogram
+    # and entropy gives exactly the minmax ranges. quantize_static cannot pass these, so the
+    # calibrator is created here (``calibrate``).
+    entropy_bins: int = 512
+    entropy_quantized_bins: int = 128
 
     def extra_options(self) -> dict:
         # QuantizeBias False: Conv biases stay float. ONNX Runtime's default quantizes them to
         # int32 (scale = input scale x weight scale), which TensorRT's parser refuses ("input
         # has type Int32 but must have type FP8, FP4, Int4, Int8, or UInt8"); TensorRT fuses a
         # float bias into the int8 conv itself.
-        opts = {"ActivationSymmetric": self.activation_type == "int8", "WeightSymmetric": True,
+        return {"ActivationSymmetric": self.activation_type == "int8", "WeightSymmetric": True,
                 "QuantizeBias": False}
+
+    def calibrator_options(self) -> dict:
+        """``create_calibrator``'s extra_options for this method."""
         if self.method == "percentile":
-            opts["CalibPercentile"] = self.percentile
-        return opts
+            return {"percentile": self.percentile}
+        if self.method == "entropy":
+            return {"num_bins": self.entropy_bins,
+                    "num_quantized_bins": self.entropy_quantized_bins}
+        return {}
 
     def quant_types(self):
         from onnxruntime.quantization import QuantType
@@ -420,6 +434,7 @@ def calibration_key(model: onnx.ModelProto, calib_x: np.ndarray, settings: Int8S
     # the ranges depend on the method and its settings, and on the runtime that computed them;
     # the activation type matters only through symmetry, which is applied to cached ranges later
     h.update(json.dumps({"method": settings.method, "percentile": settings.percentile,
+                         "entropy_bins": [settings.entropy_bins, settings.entropy_quantized_bins],
                          "ort": onnxruntime.__version__, "v": CALIB_CACHE_VERSION}).encode())
     return h.hexdigest()
 
@@ -477,6 +492,20 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and n.input[0] in inputs]
 
 
+def calibrate(model_path: Path, reader: ArrayDataReader, cal_method, settings: Int8Settings,
+              tmp: Path):
+    """The activation ranges (onnxruntime ``TensorsData``) of every tensor of the model at
+    ``model_path`` over ``reader``'s inputs, by ``cal_method`` with ``settings``."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    calibrator = create_calibrator(model_path, None, augmented_model_path=tmp / "augmented.onnx",
+                                   calibrate_method=cal_method,
+                                   extra_options=settings.calibrator_options())
+    with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints counts
+        calibrator.collect_data(reader)
+        return calibrator.compute_data()
+
+
 def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             cache_path: str | Path | None = None, activation_type: str = "int8",
             report: Int8Report | None = None, quantize_stem: bool = False) -> onnx.ModelProto:
@@ -502,21 +531,21 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vnexport-int8-") as tmp:
         ranges_file = Path(tmp) / "ranges.json"
-        reader = None
+        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, src)  # a path: quantize_static rewrites a ModelProto given to it
         if key in entries:
             save_tensors_data(TensorsData.from_dict(entries[key]), ranges_file)
             report.cache_hit = True
         else:
             reader = ArrayDataReader(model.graph.input[0].name, calib_x,
                                      even_batch(len(calib_x), model_batch(model)))
-        src, out = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, src)  # a path: quantize_static rewrites a ModelProto given to it
+            save_tensors_data(calibrate(src, reader, cal_method, settings, Path(tmp)), ranges_file)
         quiet = logging.getLogger()
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice (see README)
         try:
-            quantize_static(
-                src, out, calibration_data_reader=reader, quant_format=QuantFormat.QDQ,
+            quantize_static(  # the ranges come from ranges_file
+                src, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
                 nodes_to_exclude=[] if quantize_stem else stem_nodes(model),
                 per_channel=True, reduce_range=False, activation_type=act_type,
                 weight_type=weight_type, calibrate_method=cal_method,
