@@ -127,3 +127,19 @@ def test_cli_bench_onnx_wrong_size(small):
     r = runner.invoke(app, ["bench", str(small.onnx), "--img-size", str(2 * IMG), "--runs", "1"])
     assert r.exit_code == 2
     assert "see --img-size" in last_error(r)
+
+
+def test_cli_bench_threads_restores_torch_threads(small):
+    """--threads sets PyTorch's thread count for the measurement only: a caller's count (here
+    3) is back afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        r = runner.invoke(app, ["bench", str(small.deploy), "--batch", "1", "--runs", "1",
+                                "--warmup", "0", "--img-size", str(IMG), "--strides", STRIDES,
+                                "--threads", "1", "--json", "-"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["threads"] == 1
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

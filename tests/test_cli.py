@@ -172,14 +172,6 @@ def test_real_process_exit_codes(tmp_path, good):
     assert bad.stderr.strip() == f"error: {tmp_path / 'nope.pth'}: no such file"
 
 
-def test_demo_runs_every_stage(tmp_path):
-    r = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo"), "--img-size", "64",
-                            "--n", "2"])
-    assert r.exit_code == 0, r.output
-    assert (tmp_path / "demo" / "deploy.pth").exists()
-    assert "fuse" in r.stdout and "FAIL" not in r.stdout
-
-
 @pytest.fixture(scope="module")
 def small_onnx(good, tmp_path_factory):
     from vnexport.checkpoint import load_checkpoint

@@ -129,3 +129,21 @@ def test_trt_stage_says_why_it_was_skipped_or_built(demo):
         assert (demo.workdir / "model_fp32.engine").stat().st_size > 0
     if not torch.cuda.is_available():  # no GPU here: the stage cannot have built anything
         assert why is not None and row["verdict"] == "skipped"
+
+
+def test_a_skipped_stage_fails_the_demo_unless_it_may_be_skipped():
+    """Only a stage marked optional (TensorRT without a runtime or GPU) may be skipped; any
+    other skipped stage fails the demo (exit 1) and its row says so."""
+    from vnexport.stages import demo as stage
+
+    ok = stage.StageResult("fuse", "deploy.pth", 1.0, True, "fine")
+    trt_skipped = stage.StageResult("trt", "-", 0.0, None, "no GPU", optional=True)
+    onnx_skipped = stage.StageResult("onnx", "-", 0.0, None, "not run")
+    assert stage.demo_passed([ok, trt_skipped])
+    assert not stage.demo_passed([ok, onnx_skipped, trt_skipped])
+    assert not stage.demo_passed([ok, stage.StageResult("trt", "-", 0, False, "bad",
+                                                        optional=True)])
+    rows = stage.DemoResult(stages=[ok, onnx_skipped, trt_skipped]).lines()
+    verdicts = {m["stage"]: m["verdict"] for m in (ROW.match(r) for r in rows) if m}
+    assert verdicts == {"fuse": "PASS", "onnx": "FAIL", "trt": "skipped"}
+

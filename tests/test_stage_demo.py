@@ -16,7 +16,8 @@ from vnexport.verify import random_inputs
 
 def test_demo_result_prints_its_table():
     r = demo.DemoResult(stages=[demo.StageResult("fuse", "a.pth", 1.25, True, "ok"),
-                                demo.StageResult("trt", "-", 0.0, None, "no GPU")])
+                                demo.StageResult("trt", "-", 0.0, None, "no GPU",
+                                                 optional=True)])
     lines = r.lines()
     assert lines[0] == "" and lines[1].split() == ["stage", "artifact", "time", "result"]
     assert lines[2].split()[:4] == ["fuse", "a.pth", "1.2s", "PASS:"]

@@ -16,7 +16,8 @@ from ..errors import VnexportError
 from ..limits import MAX_BATCH, MAX_IMG_SIZE
 from ..ort import check_input_shape
 from ..runners import artifact_kind, load_runners
-from .common import Log, Result, Source, check_img_size, load, parse_ints
+from .common import (Log, Result, Source, check_img_size, load, parse_ints,
+                     torch_threads)
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,13 @@ def _measure(runner, opts: BenchOptions, batches, img_size: int, in_chans: int,
 
 
 def run(opts: BenchOptions, log: Log = Log()) -> Result:
+    """Measure; PyTorch's thread count is set to ``opts.threads`` meanwhile, then restored."""
     batches = _batches(opts)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    with torch_threads(opts.threads):
+        return _run(opts, batches, log)
+
+
+def _run(opts: BenchOptions, batches: tuple[int, ...], log: Log) -> Result:
     runner = load_runners([opts.artifact], lambda p: load(p, opts.source, log), opts.threads,
                           opts.device)[0]
     img_size, in_chans = _geometry(runner, opts, batches)

@@ -85,6 +85,23 @@ class Source:
     trust: bool = False
 
 
+@contextlib.contextmanager
+def torch_threads(threads: Optional[int]):
+    """Run the block with PyTorch's intra-op thread count at ``threads`` (None: as it is), and
+    put back the count it had: a stage called in-process (tests, the Python API) must not
+    leave the caller's PyTorch on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def parse_ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
     if text is None:
         return None

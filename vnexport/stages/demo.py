@@ -41,11 +41,16 @@ class StageResult:
     detail: str
     extra: dict = field(default_factory=dict)
     built: bool = False  # an artifact was written (with passed None: not verified)
+    # a stage that may be skipped or left unverified (TensorRT: no runtime, or no GPU to run the
+    # engine on); any other stage that is not PASS fails the demo
+    optional: bool = False
 
     @property
     def verdict(self) -> str:
         if self.passed is None:
-            return "NOT RUN" if self.built else "skipped"
+            if self.built:
+                return "NOT RUN"
+            return "skipped" if self.optional else "FAIL"
         return "PASS" if self.passed else "FAIL"
 
 
@@ -145,7 +150,8 @@ def stage_trt(ckpt, x, reference, workdir: Path, echo):
     options = trt.BuildOptions(min_batch=1, opt_batch=1, max_batch=len(x))
     runtime, why = _demo_builder(options)
     if runtime is None:
-        return StageResult("trt", "-", 0.0, None, why)  # the table prints "skipped: <why>"
+        return StageResult("trt", "-", 0.0, None, why,  # the table prints "skipped: <why>"
+                           optional=True)
     for p in (out, trt.provenance_path(out)):
         p.unlink(missing_ok=True)
     tol = tolerance_for("fp32")
@@ -162,11 +168,16 @@ def stage_trt(ckpt, x, reference, workdir: Path, echo):
     if comp is None:
         return StageResult("trt", str(out), seconds, None,
                            f"built with {builder}, NOT run: no CUDA GPU here to verify it on",
-                           {"provenance": prov}, built=True)
+                           {"provenance": prov}, built=True, optional=True)
     gpu = prov.get("gpu") or {}
     return StageResult("trt", str(out), seconds, comp.passed,
                        f"{comp.summary()} on {gpu.get('name', '?')} ({builder})",
                        {"comparison": comp.to_dict(), "provenance": prov}, built=True)
+
+
+def demo_passed(results: list[StageResult]) -> bool:
+    """Every stage passed, or was skipped where skipping is allowed (``optional``)."""
+    return all(r.passed is True or (r.passed is None and r.optional) for r in results)
 
 
 # Every stage in pipeline order.
@@ -188,8 +199,11 @@ class DemoResult(Result):
     def lines(self) -> list[str]:
         lines = ["", f"{'stage':<10} {'artifact':<44} {'time':>7}  result"]
         for r in self.stages:
+            detail = r.detail
+            if r.passed is None and not r.optional:
+                detail = f"skipped, which this stage may not be: {detail}"
             lines.append(f"{r.stage:<10} {r.artifact:<44} {r.seconds:>6.1f}s  {r.verdict}: "
-                         f"{r.detail}")
+                         f"{detail}")
         return lines
 
 
@@ -221,5 +235,5 @@ def run(opts: DemoOptions, log: Log = Log()) -> DemoResult:
     for stage in STAGES:
         with log.step(f"[demo] {stage.__name__.removeprefix('stage_')}"):
             results.append(stage(ckpt, x, reference, workdir, log.echo))
-    ok = all(r.passed is not False for r in results)
+    ok = demo_passed(results)
     return DemoResult(exit_code=EXIT_OK if ok else EXIT_CHECK_FAILED, stages=results)

@@ -19,7 +19,7 @@ from ..locate import locate as find_stage
 from ..runners import load_runners
 from ..verify import (Comparison, compare, describe_inputs, make_inputs, run_batched,
                       run_torch, tolerance_for)
-from .common import Log, Result, Source, check_img_size, load
+from .common import Log, Result, Source, check_img_size, load, torch_threads
 
 
 @dataclass
@@ -132,8 +132,12 @@ def _artifact_lines(results: list[ArtifactResult]) -> list[str]:
 
 
 def run(opts: VerifyOptions, log: Log = Log()) -> Result:
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    """Verify; PyTorch's thread count is set to ``opts.threads`` meanwhile, then restored."""
+    with torch_threads(opts.threads):
+        return _run(opts, log)
+
+
+def _run(opts: VerifyOptions, log: Log) -> Result:
     src = opts.source
     ref = load(opts.reference, src, log)
     if ref.form != "training":
