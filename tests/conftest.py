@@ -5,6 +5,7 @@ import os
 import warnings
 
 import pytest
+import sympy  # noqa: F401 (imported here, not first inside some test: see below)
 import torch
 
 
@@ -19,6 +20,8 @@ def digits_run(tmp_path_factory):
 # Not a test's doing: pytest sets PYTEST_CURRENT_TEST for each phase of each test; PyTorch sets
 # TORCHINDUCTOR_CACHE_DIR the first time anything asks for its compile cache (once a process).
 PYTEST_OWN = {"PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR"}
+# Libraries that add a warnings filter when first imported (sympy: "once" for its deprecation
+# warnings; torch.onnx imports it lazily) are imported above, so that no test is blamed for it.
 
 
 def _global_state() -> dict:
