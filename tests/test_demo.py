@@ -19,7 +19,7 @@ from vnexport.cli import app
 IMG, N = 64, 2
 STAGES = ["fuse", "onnx", "precision", "trt"]
 ROW = re.compile(r"^(?P<stage>\S+)\s+(?P<artifact>\S+)\s+(?P<seconds>[\d.]+)s  "
-                 r"(?P<verdict>PASS|FAIL|skipped): (?P<detail>.*)$")
+                 r"(?P<verdict>PASS|FAIL|skipped|NOT RUN): (?P<detail>.*)$")
 
 
 class Demo:
@@ -116,20 +116,27 @@ def test_precision_stage_wrote_fp32_fp16_and_int8_files(demo, training):
 
 
 def test_trt_stage_says_why_it_was_skipped_or_built(demo):
+    """No builder: skipped, with the reason word for word. A builder but no CUDA GPU
+    (TensorRT-RTX builds ahead of time): the engine is written and the row says it was NOT run.
+    A GPU: the engine is built and verified (PASS)."""
     from vnexport import trt
+    from vnexport.stages import demo as stage
 
     row = demo.by_stage["trt"]
-    why = trt.runtime_missing_reason()
+    engine = demo.workdir / "model_fp32.engine"
+    _, why = stage._demo_builder(trt.BuildOptions(min_batch=1, opt_batch=1, max_batch=N))
     if why is not None:
-        assert row["verdict"] == "skipped" and row["artifact"] == "-"
-        assert row["detail"] == why  # the reason, word for word
-        assert not (demo.workdir / "model_fp32.engine").exists()
-    else:
+        assert (row["verdict"], row["artifact"], row["detail"]) == ("skipped", "-", why)
+        assert not engine.exists()
+        return
+    assert row["artifact"] == str(engine) and engine.stat().st_size > 0
+    assert trt.provenance_path(engine).is_file()
+    if torch.cuda.is_available():
         assert row["verdict"] == "PASS", row
-        assert (demo.workdir / "model_fp32.engine").stat().st_size > 0
-    if not torch.cuda.is_available():  # no GPU here: the stage cannot have built anything
-        assert why is not None and row["verdict"] == "skipped"
-
+    else:  # built, and the row says exactly why it was not run
+        assert row["verdict"] == "NOT RUN", row
+        assert row["detail"].startswith("built with ")
+        assert row["detail"].endswith("NOT run: no CUDA GPU here to verify it on")
 
 def test_a_skipped_stage_fails_the_demo_unless_it_may_be_skipped():
     """Only a stage marked optional (TensorRT without a runtime or GPU) may be skipped; any
