@@ -88,9 +88,9 @@ def models(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="module")
-def server(models, tmp_path_factory):
-    repo = tmp_path_factory.mktemp("repo") / "models"
+def start_server(models, folder: Path) -> S.TritonServer:
+    """A Triton server of every test model (Python backend), started and ready."""
+    repo = folder / "models"
     folders = []
     for name, (path, *_rest) in models.items():
         facts = T.read_facts(path)
@@ -105,7 +105,19 @@ def server(models, tmp_path_factory):
     srv.start()
     try:
         srv.index = srv.wait_ready(240)
-        srv.shm_before = shm_before
+    except BaseException:
+        srv.stop()
+        raise
+    srv.shm_before = shm_before
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    """The module's shared server (no test stops it: test_stop_by_pid_leaves_nothing starts its
+    own, so that the tests pass in any order)."""
+    srv = start_server(models, tmp_path_factory.mktemp("repo"))
+    try:
         yield srv
     finally:
         srv.stop()
@@ -288,19 +300,23 @@ def test_bad_image_is_an_error_response_not_a_crash(server):
         client.close()
 
 
-def test_stop_by_pid_leaves_nothing(server):
-    proc = psutil.Process(server.pid)
-    children = proc.children(recursive=True)
-    assert len(children) >= 5  # one Python-backend stub per model instance
-    assert S.shm_regions(server.shm_prefix)
-    status = server.stop()
-    assert status == 0, server.log_tail(20)
-    assert not psutil.pid_exists(server.pid)
-    gone, alive = psutil.wait_procs(children, timeout=5)
-    assert alive == [], alive
-    assert S.shm_regions(server.shm_prefix) == []
-    new = set(os.listdir("/dev/shm")) - server.shm_before
-    assert not [n for n in new if "triton" in n or "vnexport" in n], new
+def test_stop_by_pid_leaves_nothing(models, tmp_path):
+    server = start_server(models, tmp_path)  # its own: stopping the shared one would end it
+    try:
+        proc = psutil.Process(server.pid)
+        children = proc.children(recursive=True)
+        assert len(children) >= 5  # one Python-backend stub per model instance
+        assert S.shm_regions(server.shm_prefix)
+        status = server.stop()
+        assert status == 0, server.log_tail(20)
+        assert not psutil.pid_exists(server.pid)
+        gone, alive = psutil.wait_procs(children, timeout=5)
+        assert alive == [], alive
+        assert S.shm_regions(server.shm_prefix) == []
+        new = set(os.listdir("/dev/shm")) - server.shm_before
+        assert not [n for n in new if "triton" in n or "vnexport" in n], new
+    finally:
+        server.stop()
 
 
 # --------------------------------------------------------------------------------------------
