@@ -113,7 +113,10 @@ def test_fp16_weights_and_compute_in_float16_io_float32(tiny):
     onnx.checker.check_model(m)
     comp = compare(tiny.reference, ort_out(m, tiny.x), tolerance_for("fp16"))
     assert comp.passed, comp.failures
-    assert comp.max_rel > 1e-6  # it really computes in float16 (not a float32 pass-through)
+    # the float16 weights show in the output (not a float32 pass-through). ONNX Runtime's CPU
+    # provider computes float16 Conv in float32, so this is not float16 arithmetic: that is
+    # checked node by node in tests/test_fp16_reference.py
+    assert comp.max_rel > 1e-6
 
 
 def test_fp16_io(tiny):
@@ -148,7 +151,9 @@ def test_fp16_keeps_overflowing_nodes_float32(tiny):
 
 
 def test_fp16_emulation_rounds_like_float16(tiny):
-    """The emulated graph equals a float64 reference of the deploy net rounded at each node."""
+    """The emulated graph differs from the float32 graph by float16-sized amounts and passes the
+    fp16 limits. (Equality with an independent per-node float16 reference, node by node, is
+    tests/test_fp16_reference.py's.)"""
     em = P.fp16_emulation(tiny.model)
     onnx.checker.check_model(em)
     casts = [n for n in em.graph.node if n.op_type == "Cast"]
