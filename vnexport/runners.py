@@ -13,7 +13,6 @@ the training form or the deploy form).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from .model import VanillaNetConfig
 from .onnx_file import detect_precision, load_onnx
 
 ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+ENGINE_SUFFIXES = trt.ENGINE_SUFFIXES
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".safetensors")
 
 
@@ -106,15 +105,12 @@ def ort_from_onnx(path: str | os.PathLike, threads: int | None = None,
 
 def engine_precision(path: Path) -> tuple[str, list[str]]:
     """The engine's precision from the provenance JSON written beside it (``X.engine.json``)."""
-    side = path.with_name(path.name + ".json")
-    try:
-        precision = json.loads(side.read_text()).get("precision")
-    except (OSError, ValueError, AttributeError):
-        precision = None
+    precision = (trt.read_provenance(path) or {}).get("precision")
     if precision in ("fp32", "fp16", "int8"):
         return precision, []
-    return "fp32", [f"no provenance file {side.name} with its precision: judged as fp32 "
-                    "(override the limits with --max-rel-err/--min-cosine/--min-top1)"]
+    return "fp32", [f"no provenance file {trt.provenance_path(path).name} with its precision: "
+                    "judged as fp32 (override the limits with --max-rel-err/--min-cosine/"
+                    "--min-top1)"]
 
 
 def trt_from_engine(path: str | os.PathLike) -> Runner:
@@ -123,9 +119,10 @@ def trt_from_engine(path: str | os.PathLike) -> Runner:
         raise VnexportError("no such file", path)
     runtime = trt.require_engine_runtime(path)  # a CUDA GPU, then its builder, or exit 3
     precision, notes = engine_precision(path)
+    engine = trt.load_engine(path)  # once: the runner is called batch after batch
 
     def fn(x: np.ndarray) -> np.ndarray:
-        return np.asarray(trt.run_engine(path, np.ascontiguousarray(x, np.float32)), np.float64)
+        return np.asarray(trt.infer(engine, np.ascontiguousarray(x, np.float32)), np.float64)
 
     label = "TensorRT-RTX" if runtime.get("builder") == "tensorrt-rtx" else "TensorRT"
     return Runner(path=path, kind="engine", precision=precision, fn=fn,

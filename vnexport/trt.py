@@ -84,6 +84,7 @@ if TYPE_CHECKING:  # annotations only: a runtime does not import the checks
     from .verify import Comparison
 
 MIN_TRT = (10, 12)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what vnexport takes as an engine file
 INSTALL_HINT = ("pip install 'vnexport[trt]' on a machine with an NVIDIA GPU, or use the image "
                 "from docker/Dockerfile (see README, 'vnexport trt')")
 
@@ -835,12 +836,8 @@ def engine_io(engine_path: str | os.PathLike) -> dict:
     """The engine's own inputs and outputs (name, mode, dtype, shape; -1 = dynamic) and the
     first profile's min/opt/max shapes, read from the deserialized engine [TRT-ENGINE]. Needs
     the engine's runtime and a CUDA GPU (require_engine_runtime), else exit 3."""
-    path = Path(engine_path)
-    require_engine_runtime(path)
-    from polygraphy.backend.common import BytesFromPath
-
+    engine = load_engine(engine_path)
     trt = _active_trt()
-    engine = _engine_from_bytes(BytesFromPath(str(path))(), path)
     tensors = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -858,7 +855,7 @@ def engine_io(engine_path: str | os.PathLike) -> dict:
     return {"tensors": tensors}
 
 
-def _infer(engine, x: np.ndarray) -> np.ndarray:
+def infer(engine, x: np.ndarray) -> np.ndarray:
     """Run ``engine`` on ``x`` [N, C, H, W] in chunks that fit its profile [PG-RUNNER, TRT-ENGINE].
 
     A static-batch engine gets exactly its batch, a dynamic one at least its profile's min
@@ -900,20 +897,26 @@ def _infer(engine, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def run_engine(engine_path: str | os.PathLike, x) -> np.ndarray:
-    """Outputs of the serialized engine at ``engine_path`` on ``x`` (numpy or torch), float64.
-
-    For other stages (vnexport verify, vnexport bench). Needs the runtime (call
-    require_runtime() first for a clean exit-3 message).
-    """
+def load_engine(engine_path: str | os.PathLike):
+    """The deserialized engine at ``engine_path``: its runtime and a CUDA GPU are checked
+    first (require_engine_runtime: exit 3 with one line where either is missing), then the
+    file is read and deserialized once. The one way engine_io, run_engine, measure_latency
+    and the engine runner get an engine."""
     path = Path(engine_path)
     if not path.is_file():
         raise VnexportError("no such engine file", path)
     require_engine_runtime(path)
     from polygraphy.backend.common import BytesFromPath
 
+    return _engine_from_bytes(BytesFromPath(str(path))(), path)
+
+
+def run_engine(engine_path: str | os.PathLike, x) -> np.ndarray:
+    """Outputs of the serialized engine at ``engine_path`` on ``x`` (numpy or torch), float64.
+    Loads the engine for this one call; a caller running many batches keeps ``load_engine``'s
+    engine and calls ``infer`` (as the engine runner does)."""
     x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
-    return _infer(_engine_from_bytes(BytesFromPath(str(path))(), path), x)
+    return infer(load_engine(engine_path), x)
 
 
 @dataclass
@@ -952,7 +955,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     comparison = None
     if check is not None:
         engine = _engine_from_bytes(plan, onnx_path)
-        comparison = check(lambda x: _infer(engine, x))
+        comparison = check(lambda x: infer(engine, x))
         del engine
     meta = make_provenance(
         engine_path=engine_path, engine_sha256=None, onnx_path=onnx_path,
@@ -984,13 +987,11 @@ def measure_latency(engine_path: str | os.PathLike, batch: int, iters: int = 200
     Returns ``bench.Latency.to_dict()`` (median, p90, p99, mean, min, images/s), or
     ``{"batch", "skipped": why}`` for a batch the engine cannot run.
     """
-    require_engine_runtime(engine_path)
+    engine = load_engine(engine_path)
     from polygraphy import cuda
-    from polygraphy.backend.common import BytesFromPath
     from polygraphy.datatype import DataType
 
     trt = _active_trt()
-    engine = _engine_from_bytes(BytesFromPath(str(engine_path))(), engine_path)
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     context = engine.create_execution_context()
     buffers = []
