@@ -184,12 +184,6 @@ def command_outputs() -> Iterator[None]:
             _PLANNED.pop(path.resolve(), None)
 
 
-def check_output(path: PathLike, force: bool = False,
-                 inputs: Iterable[PathLike | None] = (), option: str = "--output") -> Path:
-    """One output, checked as ``OutputPlan(inputs, force).add(path, option)`` does."""
-    return OutputPlan(inputs, force).add(path, option)
-
-
 def _publish(tmp: Path, path: Path, replace: bool) -> None:
     if replace:
         os.replace(tmp, path)

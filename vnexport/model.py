@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -435,10 +434,6 @@ def multiply_adds(cfg: VanillaNetConfig, img_size: int = 224, deploy: bool = Tru
     return total
 
 
-def min_img_size(cfg: VanillaNetConfig) -> int:
-    return cfg.stride_total if not cfg.is_ada_pool else 8
-
-
 def check_img_size(cfg: VanillaNetConfig, img_size: int) -> str | None:
     """Why ``img_size`` does not suit ``cfg`` (None if it does)."""
     if not 1 <= img_size <= MAX_IMG_SIZE:
@@ -451,7 +446,3 @@ def check_img_size(cfg: VanillaNetConfig, img_size: int) -> str | None:
     if img_size < step or img_size % step:
         return f"input size {img_size} must be a positive multiple of {step} for this variant"
     return None
-
-
-def stage_names(cfg: VanillaNetConfig) -> Sequence[str]:
-    return ["stem"] + [f"stages.{i}" for i in range(cfg.num_stages)] + ["head"]

@@ -26,7 +26,7 @@ import onnx
 
 from .errors import MissingRuntimeError, VnexportError
 from .onnx_file import detect_precision, get_metadata, load_onnx, read_onnx_input
-from .trt import provenance_path
+from .trt import ENGINE_SUFFIXES, provenance_path
 
 # numpy dtype names (as onnx_file.read_onnx_input gives them) -> Triton data types
 NUMPY_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64",
@@ -215,7 +215,7 @@ def read_facts(path: str | os.PathLike) -> ModelFacts:
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return facts_from_onnx(path)
-    if provenance_path(path).exists() or path.suffix.lower() in (".engine", ".plan"):
+    if provenance_path(path).exists() or path.suffix.lower() in ENGINE_SUFFIXES:
         return facts_from_engine(path)
     raise VnexportError("not an ONNX file (.onnx) or an engine with its provenance "
                         "(<engine>.json)", path)

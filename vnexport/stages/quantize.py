@@ -15,8 +15,9 @@ import onnx
 
 from .. import ort
 from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import OutputPlan, atomic_output
-from ..onnx_file import check_fp32_classifier, input_geometry, load_onnx, set_metadata
+from ..fileio import OutputPlan
+from ..onnx_file import (check_fp32_classifier, input_geometry, load_onnx, save_onnx,
+                         set_metadata)
 from ..precision import PrecisionReport, apply_precision, verify_precision
 from ..limits import MAX_IMG_SIZE
 from ..verify import (calibration_inputs, describe_inputs, image_inputs, random_inputs,
@@ -150,8 +151,7 @@ def _write(opts: QuantizeOptions, output: Path, out_model, rep, comps, source: s
         report["written"] = False
         return Result(report, [f"not written: {output}"], EXIT_CHECK_FAILED)
     set_metadata(out_model, {"vnexport.verification": json.dumps(comp.to_dict())})
-    with atomic_output(output) as tmp:
-        onnx.save(out_model, tmp)
+    save_onnx(out_model, output)
     report["written"] = True
     report["seconds"] = round(time.perf_counter() - t0, 3)
     mib = output.stat().st_size / 2**20
