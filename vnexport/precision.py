@@ -609,7 +609,8 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
     fixed = model_batch(fp32_model, 1)
     if len(calib_x) % fixed:
         raise VnexportError(f"the model's batch is fixed at {fixed}: give a multiple of it as the "
-                            f"number of calibration inputs, not {len(calib_x)}")
+                            f"number of calibration inputs, not {len(calib_x)} (--calib-n; fp16 "
+                            "without --calib-images calibrates on the verification inputs: --n)")
     if precision == "fp32":
         return fp32_model, report
     if precision == "fp16":
