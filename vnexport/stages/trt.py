@@ -25,7 +25,7 @@ from ..errors import EXIT_CHECK_FAILED, VnexportError
 from ..fileio import OutputPlan
 from ..fuse import check_exact
 from ..onnx_export import export_onnx
-from ..onnx_file import OnnxInput, detect_precision, read_onnx_input
+from ..onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
 from .common import Log, Result, Source, check_img_size, comparison_lines, default_output, load
@@ -161,11 +161,12 @@ def _is_onnx(path: Path) -> bool:
 def _check_onnx_source(opts: TrtOptions, log: Log):
     """(precision, reference checkpoint or None, default output) of an ONNX source."""
     source = opts.source
-    prec = detect_precision(source)
+    model = load_onnx(source, external_data=False)  # parsed once for both checks below
+    prec = detect_precision(source, model)
     if opts.precision is not None and opts.precision != prec:
         raise VnexportError(f"--precision {opts.precision} given, but the file is {prec}; "
                             "the precision comes from the ONNX file", source)
-    resolve_profile(read_onnx_input(source), opts.build, opts.img_size, source)
+    resolve_profile(read_onnx_input(source, model), opts.build, opts.img_size, source)
     ckpt = None
     if opts.reference is not None:
         ckpt = load(opts.reference, opts.ckpt_source, log)
