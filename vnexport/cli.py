@@ -278,6 +278,12 @@ PREC_FP16 = typer.Option(False, "--fp16", help="Same as --precision fp16.")
 PREC_INT8 = typer.Option(False, "--int8", help="Same as --precision int8.")
 
 
+class Exporter(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
@@ -302,6 +308,11 @@ ONNX_OUTPUT = typer.Option(None, "--output", "-o", help="ONNX file to write (one
     "self-contained file). Default: <input>.onnx beside "
     "the input.")
 ONNX_OPSET = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21.")
+ExporterOpt = typer.Option(Exporter.auto, "--exporter", help="Which torch exporter writes "
+    "the graph: dynamo (torch.export + onnxscript; opset 18 and up), torchscript (the "
+    "deprecated TorchScript exporter; opsets 13 to 21), or auto: dynamo at opset >= 18 where "
+    "torch has it and onnxscript is installed, else torchscript. Both give the same "
+    "operators; the file's metadata 'exporter' says which ran.")
 ONNX_DYNAMIC_BATCH = typer.Option(False, "--dynamic-batch", help="Make the batch axis "
     "dynamic ('batch'); verified at batch 1 and at larger "
     "batches. Default: a static batch of --batch.")
@@ -608,6 +619,7 @@ def onnx_command(
     ckpt: Path = ONNX_CKPT,
     output: Optional[Path] = ONNX_OUTPUT,
     opset: int = ONNX_OPSET,
+    exporter: Exporter = ExporterOpt,
     dynamic_batch: bool = ONNX_DYNAMIC_BATCH,
     max_batch: Optional[int] = ONNX_MAX_BATCH,
     batch: int = ONNX_BATCH,
@@ -735,6 +747,7 @@ def trt(
     act_learn: Optional[float] = ActLearnOpt,
     allow_inexact: bool = TRT_ALLOW_INEXACT,
     opset: int = TRT_OPSET,
+    exporter: Exporter = ExporterOpt,
     keep_onnx: Optional[Path] = TRT_KEEP_ONNX,
     images: Optional[Path] = ImagesOpt,
     n: int = NOpt,

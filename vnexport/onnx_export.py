@@ -1,12 +1,24 @@
 """The ONNX stage: the deploy-form network as one small, self-contained ONNX graph, verified.
 
-Exporter choice. torch 2.x has two exporters. The dynamo exporter specialises a batch-1 example
-(a dynamic batch fails there), writes weights to a side ``.data`` file by default, always emits
-opset >= 18 (its down-conversion to 13..17 fails on ReduceMean) and emits ReduceMean + Reshape for
-the head. The TorchScript exporter (``dynamo=False``) takes opsets 13..22, a batch-1 example with a
-dynamic batch axis, keeps everything in one file and emits GlobalAveragePool + Flatten. We use the
-TorchScript exporter, then clean what tracing leaves behind (Identity nodes where it de-duplicated
-equal initializers, Constant nodes, unused initializers), optionally run onnxslim, and re-check.
+Exporters. torch 2.x has two, and ``--exporter`` picks (``auto`` by default):
+
+- ``dynamo``: torch.export + onnxscript (``torch.onnx.export(dynamo=True)``), torch's current
+  exporter, for opsets 18 and up (its own opset is 18; 19..21 are converted up by onnxscript).
+  It is called with ``dynamic_shapes`` (a ``torch.export.Dim`` batch, traced at batch 2: torch.export
+  specialises sizes 0 and 1) rather than ``dynamic_axes``, ``external_data=False`` (one file) and
+  no file name (the model comes back in memory); the head's ReduceMean + Reshape are rewritten
+  to the GlobalAveragePool + Flatten the TorchScript exporter writes (:func:`dynamo_head`), and
+  its per-node provenance (stack traces, fx names) is dropped.
+- ``torchscript``: the deprecated TorchScript exporter (``dynamo=False``), for opsets 13..21.
+  Below opset 18 it is the only path: the dynamo exporter's down-conversion fails on ReduceMean.
+- ``auto``: dynamo where it gives the same graph (opset >= 18, and a torch with the dynamo
+  exporter and onnxscript installed), TorchScript otherwise. The metadata's ``exporter`` says
+  which ran.
+
+Either way the graph is cleaned of what export leaves behind (Identity nodes where tracing
+de-duplicated equal initializers, Constant nodes, unused initializers), optionally run through
+onnxslim, and re-checked; both exporters give the same operators (Conv, Relu, MaxPool,
+GlobalAveragePool, Flatten). Their warnings and progress lines are captured, not shown.
 
 Neither exporter takes AdaptiveMaxPool2d when the output size does not divide the input size
 (the ada_pool variant, 75 -> 38 -> 19 -> 10); :mod:`vnexport.adapool` rewrites those pools with
@@ -15,7 +27,11 @@ plain max pools, exactly, for the exported input size.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import inspect
 import io
+import logging
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -29,7 +45,7 @@ import torch
 from . import __version__, ort
 from .adapool import exportable_adaptive_pools, pool_plan
 from .checkpoint import Checkpoint
-from .errors import VnexportError
+from .errors import MissingRuntimeError, VnexportError
 from .fuse import deploy_model, provenance
 from .model import (IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size,
                     variant_name)
@@ -41,6 +57,10 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 21, 17
+EXPORTERS = ("auto", "dynamo", "torchscript")
+DYNAMO_MIN_OPSET = 18  # the dynamo exporter's own opset; below it, TorchScript
+# what torch.onnx.export must take for the dynamo path as vnexport calls it (torch >= 2.6)
+_DYNAMO_PARAMS = ("dynamo", "dynamic_shapes", "external_data", "optimize")
 # What the graph of a stride variant may hold (the ada_pool variant may add Gather/Max at input
 # sizes where one MaxPool cannot express its adaptive windows).
 STRIDE_VARIANT_OPS = frozenset({"Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten"})
@@ -53,11 +73,42 @@ DEFAULT_VERIFY_BATCH = 8
 # option checks
 
 
+def dynamo_missing() -> str | None:
+    """Why this installation cannot run the dynamo exporter as vnexport calls it (None: it can)."""
+    params = inspect.signature(torch.onnx.export).parameters
+    lacking = [p for p in _DYNAMO_PARAMS if p not in params]
+    if lacking:
+        return (f"torch {torch.__version__}'s torch.onnx.export takes no "
+                f"{', '.join(lacking)} (torch >= 2.6 has the dynamo exporter)")
+    if importlib.util.find_spec("onnxscript") is None:
+        return "onnxscript is not installed (pip install onnxscript)"
+    return None
+
+
+def resolve_exporter(exporter: str, opset: int) -> str:
+    """'dynamo' or 'torchscript': the exporter that runs for ``--exporter`` at ``opset``."""
+    if exporter not in EXPORTERS:
+        raise VnexportError(f"--exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "torchscript":
+        return exporter
+    if exporter == "dynamo":
+        if opset < DYNAMO_MIN_OPSET:
+            raise VnexportError(f"--exporter dynamo writes opset {DYNAMO_MIN_OPSET} and later, "
+                                f"not --opset {opset} (use --exporter torchscript or auto)")
+        reason = dynamo_missing()
+        if reason:
+            raise MissingRuntimeError(f"--exporter dynamo: {reason}")
+        return exporter
+    return "dynamo" if opset >= DYNAMO_MIN_OPSET and dynamo_missing() is None else "torchscript"
+
+
 def check_options(cfg: VanillaNetConfig, *, opset: int, img_size: int, batch: int,
-                  dynamic_batch: bool, max_batch: int | None) -> None:
-    """Refuse options the export cannot honour, with one line each (VnexportError, exit 2)."""
+                  dynamic_batch: bool, max_batch: int | None, exporter: str = "auto") -> None:
+    """Refuse options the export cannot honour, with one line each (VnexportError, exit 2;
+    exit 3 for ``--exporter dynamo`` without the dynamo exporter)."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise VnexportError(f"--opset must be within {MIN_OPSET}..{MAX_OPSET}, got {opset}")
+    resolve_exporter(exporter, opset)
     reason = check_img_size(cfg, img_size)
     if reason:
         raise VnexportError(f"--img-size: {reason}")
@@ -87,28 +138,45 @@ def _meta_params(cfg: VanillaNetConfig):
 
 
 def onnx_model_from_deploy(model: VanillaNet, *, opset: int = DEFAULT_OPSET, img_size: int = 224,
-                           batch: int = 1, dynamic_batch: bool = False,
-                           simplify: bool = True) -> onnx.ModelProto:
-    """The deploy-form ``model`` as a checked, cleaned ONNX model (in memory, no metadata)."""
+                           batch: int = 1, dynamic_batch: bool = False, simplify: bool = True,
+                           exporter: str = "auto") -> onnx.ModelProto:
+    """The deploy-form ``model`` as a checked, cleaned ONNX model (in memory, no metadata),
+    written by ``exporter`` (see :func:`resolve_exporter`)."""
     if not model.deploy:
         raise ValueError("onnx_model_from_deploy takes a deploy-form network (fuse it first)")
     check_options(model.cfg, opset=opset, img_size=img_size, batch=batch,
-                  dynamic_batch=dynamic_batch, max_batch=None)
-    proto = _torchscript_export(model, opset, img_size, batch, dynamic_batch)
+                  dynamic_batch=dynamic_batch, max_batch=None, exporter=exporter)
+    export = (_dynamo_export if resolve_exporter(exporter, opset) == "dynamo"
+              else _torchscript_export)
+    proto = export(model, opset, img_size, batch, dynamic_batch)
     proto = relu_before_max_pool(clean_graph(proto))
     if simplify:
         proto = relu_before_max_pool(clean_graph(_slim(proto)))
     proto.producer_name = "vnexport"
     proto.producer_version = __version__
     proto.graph.name = _graph_name(model.cfg)
-    proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True,
-                                              data_prop=True)
-    check(proto)
-    return proto
+    return infer_and_check(proto)
 
 
 def _graph_name(cfg: VanillaNetConfig) -> str:
     return variant_name(cfg) or "vanillanet_custom"
+
+
+@contextlib.contextmanager
+def quiet_export():
+    """Capture what an exporter prints, warns and logs (the TorchScript exporter's deprecation
+    notice; torch.export's progress lines, FutureWarnings and registry warnings). Yields the
+    captured text; logging records below ERROR are dropped for the block."""
+    text = io.StringIO()
+    level = logging.root.manager.disable
+    with warnings.catch_warnings(), contextlib.redirect_stdout(text), \
+            contextlib.redirect_stderr(text):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield text
+        finally:
+            logging.disable(level)
 
 
 def _torchscript_export(model: VanillaNet, opset: int, img_size: int, batch: int,
@@ -118,13 +186,87 @@ def _torchscript_export(model: VanillaNet, opset: int, img_size: int, batch: int
                     if dynamic_batch else None)
     buf = io.BytesIO()
     model = model.eval()
-    with warnings.catch_warnings(), exportable_adaptive_pools(model), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    with quiet_export(), exportable_adaptive_pools(model), torch.no_grad():
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes=dynamic_axes, do_constant_folding=True,
                           export_params=True, keep_initializers_as_inputs=False)
-    return onnx.load_model_from_string(buf.getvalue())
+    proto = onnx.ModelProto()
+    proto.ParseFromString(buf.getbuffer())  # no bytes copy of the weights beside the buffer
+    return proto
+
+
+def _dynamo_export(model: VanillaNet, opset: int, img_size: int, batch: int,
+                   dynamic_batch: bool) -> onnx.ModelProto:
+    """torch.export + onnxscript; the model comes back in memory (no file, no ``.data``) with
+    the head in TorchScript's form (:func:`dynamo_head`) and no per-node provenance."""
+    # torch.export specialises a size-1 dimension, so a dynamic batch is traced at batch 2
+    x = torch.zeros(2 if dynamic_batch else batch, model.cfg.in_chans, img_size, img_size)
+    shapes = ({0: torch.export.Dim(BATCH_DIM, min=1)},) if dynamic_batch else None
+    model = model.eval()
+    with quiet_export(), exportable_adaptive_pools(model), torch.no_grad():
+        program = torch.onnx.export(model, (x,), None, dynamo=True, opset_version=opset,
+                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=shapes, external_data=False, optimize=True,
+                                    verbose=False)
+        proto = program.model_proto
+    del program  # holds the exported graph module
+    return dynamo_head(strip_provenance(proto))
+
+
+def strip_provenance(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop the dynamo exporter's provenance (in place): model, graph, value and node
+    metadata_props (stack traces with file paths, fx node names) and unused opset imports."""
+    g = model.graph
+    del model.metadata_props[:]
+    del g.metadata_props[:]
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        del vi.metadata_props[:]
+    for node in g.node:
+        del node.metadata_props[:]
+    used = {n.domain for n in g.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    return model
+
+
+def _const_ints(model: onnx.ModelProto, name: str) -> list[int] | None:
+    init = next((t for t in model.graph.initializer if t.name == name), None)
+    if init is None or init.data_type != onnx.TensorProto.INT64:
+        return None
+    return [int(v) for v in onnx.numpy_helper.to_array(init).reshape(-1)]
+
+
+def _batch_dim(model: onnx.ModelProto) -> int | None:
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
+def dynamo_head(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The dynamo exporter's head in the TorchScript exporter's operators (in place):
+    ReduceMean over axes (2, 3) keeping dims -> GlobalAveragePool (the same mean: the graph is
+    NCHW throughout), and Reshape of [N, C, 1, 1] to [N or -1, C] -> Flatten(axis=1) (the same
+    result when the new first dimension is the batch). Anything else is left as it is."""
+    batch = _batch_dim(model)
+    for node in model.graph.node:
+        attrs = {a.name: a.i for a in node.attribute}
+        if node.op_type == "ReduceMean" and len(node.input) == 2 \
+                and attrs.get("keepdims", 1) == 1 and attrs.get("noop_with_empty_axes", 0) == 0 \
+                and sorted(a % 4 for a in _const_ints(model, node.input[1]) or []) == [2, 3]:
+            node.op_type = "GlobalAveragePool"
+        elif node.op_type == "Reshape" and len(node.input) == 2:
+            shape = _const_ints(model, node.input[1])
+            if not shape or len(shape) != 2 or shape[0] not in (-1, batch) or shape[1] <= 0:
+                continue
+            node.op_type = "Flatten"
+        else:
+            continue
+        del node.input[1:]
+        del node.attribute[:]
+        if node.op_type == "Flatten":
+            node.attribute.append(onnx.helper.make_attribute("axis", 1))
+    return model
 
 
 def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -204,6 +346,44 @@ def check(model: onnx.ModelProto) -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
+# initializers above this many bytes are weights: typed graph inputs in the weightless view
+_WEIGHT_BYTES = 4096
+
+
+def weightless_view(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """A new model with ``model``'s graph in which every initializer over 4 KiB (the weights)
+    is a graph input of the same type and shape instead (small ones, such as Gather indices,
+    stay), and the names moved. Shape inference and the checker see the same graph without a
+    copy of the weights (both serialise the model they are given, the checker twice)."""
+    g = model.graph
+    big = [t for t in g.initializer if t.ByteSize() > _WEIGHT_BYTES]
+    moved = {t.name for t in big}
+    graph = onnx.helper.make_graph(
+        list(g.node), g.name, list(g.input) + [
+            onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big],
+        list(g.output), [t for t in g.initializer if t.name not in moved],
+        value_info=list(g.value_info))
+    light = onnx.helper.make_model(graph, opset_imports=list(model.opset_import),
+                                   ir_version=model.ir_version)
+    return light, moved
+
+
+def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Strict shape inference (types checked, value_info and output shapes written into
+    ``model``, in place) and the full checker, both on :func:`weightless_view`; returns
+    ``model``. A failure is a bug, not a user error."""
+    light, moved = weightless_view(model)
+    light = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True,
+                                              data_prop=True)
+    check(light)
+    g = model.graph
+    del g.value_info[:]
+    g.value_info.extend(v for v in light.graph.value_info if v.name not in moved)
+    del g.output[:]
+    g.output.extend(light.graph.output)
+    return model
+
+
 def expected_conv_count(cfg: VanillaNetConfig) -> int:
     """stem conv + stem activation, a conv and an activation per stage, the head conv."""
     return 2 + 2 * cfg.num_stages + 1
@@ -227,9 +407,21 @@ def ada_pool_plans(cfg: VanillaNetConfig, img_size: int) -> list[str]:
             for i, (L, n) in enumerate(zip(sizes, cfg.ada_pool)) if n]
 
 
+def exporter_description(exporter: str) -> str:
+    """The ``exporter_versions`` metadata: what wrote the graph, with versions."""
+    if exporter == "dynamo":
+        import onnxscript
+
+        return (f"torch {torch.__version__} dynamo exporter (torch.export), onnxscript "
+                f"{onnxscript.__version__}; cleaned by vnexport")
+    return f"torch {torch.__version__} TorchScript exporter; cleaned by vnexport"
+
+
 def export_metadata(ckpt: Checkpoint, *, opset: int, img_size: int, batch: int,
-                    dynamic_batch: bool, max_batch: int | None, simplify: bool) -> dict:
-    """What a user needs to run the file (input, normalisation) and where it came from."""
+                    dynamic_batch: bool, max_batch: int | None, simplify: bool,
+                    exporter: str) -> dict:
+    """What a user needs to run the file (input, normalisation) and where it came from;
+    ``exporter`` is the one that ran ('dynamo' or 'torchscript')."""
     meta = provenance(ckpt, None)
     meta.pop("verification")
     meta.update({
@@ -245,23 +437,26 @@ def export_metadata(ckpt: Checkpoint, *, opset: int, img_size: int, batch: int,
         "color": "RGB, [0, 1] scaled, then (x - mean) / std, NCHW",
         "opset": opset,
         "simplified": simplify,
-        "exporter": f"torch {torch.__version__} TorchScript exporter, cleaned by vnexport",
+        "exporter": exporter,
+        "exporter_versions": exporter_description(exporter),
     })
     return meta
 
 
-def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17) -> onnx.ModelProto:
+def fp32_onnx_from_deploy(model, img_size: int, opset: int = 17,
+                          exporter: str = "auto") -> onnx.ModelProto:
     """The fp32 ONNX graph (input ``input`` [N,3,H,W], output ``logits``) of a deploy model,
     with a dynamic batch: :func:`onnx_model_from_deploy`."""
     return onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=1,
-                                  dynamic_batch=True, simplify=True)
+                                  dynamic_batch=True, simplify=True, exporter=exporter)
 
 
 def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img_size: int = 224,
                 batch: int = 1, dynamic_batch: bool = False, max_batch: int | None = None,
                 simplify: bool = True, allow_inexact: bool = False,
                 extra_metadata: dict | None = None, precision: str = "fp32",
-                calib_x: np.ndarray | None = None, **precision_options) -> onnx.ModelProto:
+                calib_x: np.ndarray | None = None, exporter: str = "auto",
+                **precision_options) -> onnx.ModelProto:
     """Fuse (a training checkpoint) or take (a deploy checkpoint), export, write ONE file
     atomically, return the model written. No verification here: see :func:`verify_onnx`, and
     :func:`set_metadata` + :func:`save_onnx` to add its figures.
@@ -271,12 +466,16 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
     random inputs, which the report warns is fit for speed measurements only.
     """
     check_options(ckpt.cfg, opset=opset, img_size=img_size, batch=batch,
-                  dynamic_batch=dynamic_batch, max_batch=max_batch)
+                  dynamic_batch=dynamic_batch, max_batch=max_batch, exporter=exporter)
+    exporter = resolve_exporter(exporter, opset)
     model = deploy_model(ckpt, allow_inexact)
     proto = onnx_model_from_deploy(model, opset=opset, img_size=img_size, batch=batch,
-                                   dynamic_batch=dynamic_batch, simplify=simplify)
+                                   dynamic_batch=dynamic_batch, simplify=simplify,
+                                   exporter=exporter)
+    del model
     meta = export_metadata(ckpt, opset=opset, img_size=img_size, batch=batch,
-                           dynamic_batch=dynamic_batch, max_batch=max_batch, simplify=simplify)
+                           dynamic_batch=dynamic_batch, max_batch=max_batch, simplify=simplify,
+                           exporter=exporter)
     set_metadata(proto, {**meta, **(extra_metadata or {})}, sort_keys=True)
     if precision != "fp32":
         random_calib = calib_x is None

@@ -3,6 +3,7 @@ on ONNX Runtime against the training form, written with its metadata or refused.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ from ..checkpoint import Checkpoint
 from ..errors import EXIT_CHECK_FAILED
 from ..fileio import OutputPlan
 from ..fuse import deploy_model
+from ..model import VanillaNet
 from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expected_conv_count,
                            export_metadata, onnx_model_from_deploy, reference_label,
-                           verification_metadata, verify_onnx)
-from ..onnx_file import op_inventory, save_onnx, serialize, set_metadata
+                           resolve_exporter, verification_metadata, verify_onnx)
+from ..onnx_file import get_metadata, op_inventory, save_onnx, serialize, set_metadata
 from ..precision import verify_precision
 from ..verify import (calibration_inputs, describe_inputs, make_inputs, run_torch,
                       tolerance_for)
@@ -37,6 +39,7 @@ class Export:
     dynamic_batch: bool = False
     max_batch: Optional[int] = None
     simplify: bool = True
+    exporter: str = "auto"  # auto | dynamo | torchscript: onnx_export.resolve_exporter
 
 
 @dataclass(frozen=True)
@@ -84,24 +87,37 @@ class Verified:
         return {k: c.to_dict() for k, c in self.comparisons.items()}
 
 
-def export_graph(c: Checkpoint, ex: Export, allow_inexact: bool = False) -> onnx.ModelProto:
-    """The fp32 graph of ``c``'s deploy form (a training checkpoint fused on the way) with the
-    export metadata."""
-    proto = onnx_model_from_deploy(deploy_model(c, allow_inexact), opset=ex.opset,
-                                   img_size=ex.img_size, batch=ex.batch,
-                                   dynamic_batch=ex.dynamic_batch, simplify=ex.simplify)
+def export_graph(c: Checkpoint, ex: Export, allow_inexact: bool = False,
+                 model: Optional[VanillaNet] = None) -> onnx.ModelProto:
+    """The fp32 graph of ``c``'s deploy form (``model``, or a training checkpoint fused here)
+    with the export metadata."""
+    exporter = resolve_exporter(ex.exporter, ex.opset)
+    proto = onnx_model_from_deploy(model if model is not None else deploy_model(c, allow_inexact),
+                                   opset=ex.opset, img_size=ex.img_size, batch=ex.batch,
+                                   dynamic_batch=ex.dynamic_batch, simplify=ex.simplify,
+                                   exporter=exporter)
     return set_metadata(proto, export_metadata(c, opset=ex.opset, img_size=ex.img_size,
                                                batch=ex.batch, dynamic_batch=ex.dynamic_batch,
-                                               max_batch=ex.max_batch, simplify=ex.simplify),
-                        sort_keys=True)
+                                               max_batch=ex.max_batch, simplify=ex.simplify,
+                                               exporter=exporter), sort_keys=True)
+
+
+def _deploy_then_release(c: Checkpoint, x: Optional[torch.Tensor], allow_inexact: bool):
+    """The training form's outputs on ``x`` (the reference; None without ``x``), the deploy
+    form, and ``c`` without its weights, in that order, so that the checkpoint's tensors (and
+    the training-form network on them) are freed before the export makes its copies."""
+    reference = None if x is None else run_torch(c.build_model(), x)
+    model = deploy_model(c, allow_inexact)
+    return reference, model, dataclasses.replace(c, state_dict={})
 
 
 def _announce(c: Checkpoint, ex: Export, proto, export_s: float, log: Log) -> dict:
     inventory = op_inventory(proto)
     shape = ["batch" if ex.dynamic_batch else ex.batch, c.cfg.in_chans, ex.img_size,
              ex.img_size]
-    log.echo(f"exported opset {ex.opset}, input 'input' {shape} float32 -> 'logits' "
-             f"[{shape[0]}, {c.cfg.num_classes}], in {export_s:.1f} s")
+    exporter = get_metadata(proto)["exporter"]
+    log.echo(f"exported opset {ex.opset} ({exporter} exporter), input 'input' {shape} float32 "
+             f"-> 'logits' [{shape[0]}, {c.cfg.num_classes}], in {export_s:.1f} s")
     log.echo("graph: " + ", ".join(f"{op} {k}" for op, k in inventory.items())
              + f" ({sum(inventory.values())} nodes)")
     for line in ada_pool_plans(c.cfg, ex.img_size):
@@ -141,7 +157,7 @@ def _start(opts: OnnxOptions, log: Log):
     c = load(opts.ckpt, opts.source, log)
     ex, chk = opts.export, opts.check
     check_options(c.cfg, opset=ex.opset, img_size=ex.img_size, batch=ex.batch,
-                  dynamic_batch=ex.dynamic_batch, max_batch=ex.max_batch)
+                  dynamic_batch=ex.dynamic_batch, max_batch=ex.max_batch, exporter=ex.exporter)
     x = None if chk.no_verify else make_inputs(c.cfg, chk.n, ex.img_size, chk.seed, chk.images)
     log.echo(f"{opts.ckpt.name}: {c.form} form, {c.variant}, act_learn {c.act_learn:.4g}")
     if x is not None:
@@ -153,12 +169,15 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     t0 = time.perf_counter()
     output, c, x = _start(opts, log)
     ex, chk, prec = opts.export, opts.check, opts.precision
-    proto = export_graph(c, ex, opts.allow_inexact)
+    reference, model, c = _deploy_then_release(c, x, opts.allow_inexact)
+    proto = export_graph(c, ex, model=model)
+    del model
     inventory = _announce(c, ex, proto, time.perf_counter() - t0, log)
     report = {"input": str(opts.ckpt), "output": str(output), "form": c.form,
               "variant": c.variant, "opset": ex.opset, "img_size": ex.img_size,
               "dynamic_batch": ex.dynamic_batch, "batch": None if ex.dynamic_batch else ex.batch,
-              "max_batch": ex.max_batch, "simplified": ex.simplify, "op_inventory": inventory,
+              "max_batch": ex.max_batch, "simplified": ex.simplify,
+              "exporter": get_metadata(proto)["exporter"], "op_inventory": inventory,
               "conv_count_expected": expected_conv_count(c.cfg), "verification": None}
     fp32, rep = proto, None
     if prec != "fp32":
@@ -170,7 +189,7 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     if x is None:
         log.echo("verification skipped (--no-verify)")
     else:
-        v = verify(c, fp32, proto, rep, prec, x, chk, ex.max_batch)
+        v = verify(c, fp32, proto, rep, prec, x, chk, ex.max_batch, reference)
         report["verification"] = v.to_dict(prec == "fp32")
         _print_verified(v, log)
         if not v.passed:

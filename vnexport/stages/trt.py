@@ -24,7 +24,7 @@ from .. import ort, trt
 from ..errors import EXIT_CHECK_FAILED, VnexportError
 from ..fileio import OutputPlan
 from ..fuse import check_exact
-from ..onnx_export import export_onnx
+from ..onnx_export import export_onnx, resolve_exporter
 from ..onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
@@ -36,12 +36,14 @@ from .common import Log, Result, Source, check_img_size, comparison_lines, defau
 
 
 def export_for_engine(ckpt, onnx_path: Path, precision: str, options: BuildOptions,
-                      img_size: int, opset: int = 17, allow_inexact: bool = False) -> Path:
+                      img_size: int, opset: int = 17, allow_inexact: bool = False,
+                      exporter: str = "auto") -> Path:
     """Write the ONNX file an engine of ``options``' batch range is built from."""
     dynamic = any(v is not None and v != 1 for v in
                   (options.min_batch, options.opt_batch, options.max_batch))
     kw: dict[str, Any] = dict(opset=opset, img_size=img_size, batch=options.min_batch or 1,
-                              dynamic_batch=dynamic, allow_inexact=allow_inexact)
+                              dynamic_batch=dynamic, allow_inexact=allow_inexact,
+                              exporter=exporter)
     if dynamic:
         kw["batch"] = 1
         kw["max_batch"] = options.max_batch or options.opt_batch or options.min_batch
@@ -90,7 +92,7 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
                       ckpt=None, from_onnx: bool, runtime: dict,
                       verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
                       opset: int = 17, keep_onnx: Path | None = None,
-                      allow_inexact: bool = False, echo: Callable[[str], None] = print,
+                      allow_inexact: bool = False, exporter: str = "auto", echo: Callable[[str], None] = print,
                       note: Callable[[str], None] = print) -> tuple[trt.BuildResult, str | None]:
     """Export (a checkpoint source) or take (an ONNX source) the ONNX file, build the engine,
     verify it and write it. ``ckpt`` is the source checkpoint, or with an ONNX source the
@@ -103,7 +105,7 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{precision}.onnx"
             echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
             export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
-                              allow_inexact)
+                              allow_inexact, exporter)
         inp = read_onnx_input(onnx_path)
         size = img_size or inp.shape[2]
         check = label = vin = None
@@ -148,6 +150,7 @@ class TrtOptions:
     ckpt_source: Source = field(default_factory=Source)
     allow_inexact: bool = False
     opset: int = 17
+    exporter: str = "auto"  # with a checkpoint source: onnx_export.resolve_exporter
     keep_onnx: Optional[Path] = None
     img_size: Optional[int] = None
     verify: Optional[VerifySpec] = field(default_factory=VerifySpec)  # None: --no-verify
@@ -179,8 +182,9 @@ def _check_inputs(opts: TrtOptions, log: Log):
     if not source.is_file():
         raise VnexportError("no such file", source)
     from_onnx = _is_onnx(source)
-    if from_onnx and (keep_onnx or opts.allow_inexact):
-        raise VnexportError("--keep-onnx and --allow-inexact apply to a checkpoint source only")
+    if from_onnx and (keep_onnx or opts.allow_inexact or opts.exporter != "auto"):
+        raise VnexportError("--keep-onnx, --allow-inexact and --exporter apply to a checkpoint "
+                            "source only")
     if not from_onnx and opts.reference is not None:
         raise VnexportError("--reference applies to an ONNX source; a checkpoint source is "
                             "itself the reference")
@@ -190,6 +194,7 @@ def _check_inputs(opts: TrtOptions, log: Log):
         prec = opts.precision or "fp32"
         ckpt = load(source, opts.ckpt_source, log)
         check_img_size(ckpt.cfg, opts.img_size or 224)
+        resolve_exporter(opts.exporter, opts.opset)
         if not opts.allow_inexact:
             check_exact(ckpt)
         default_out = default_output(source, f"_{prec}.engine")
@@ -224,7 +229,8 @@ def run(opts: TrtOptions, log: Log = Log()) -> Result:
     res, ref_label = build_from_source(
         opts.source, output, prec, opts.build, ckpt=ckpt, from_onnx=_is_onnx(opts.source),
         runtime=runtime, verify=opts.verify, img_size=opts.img_size, opset=opts.opset,
-        keep_onnx=keep_onnx, allow_inexact=opts.allow_inexact, echo=log.echo, note=log.note)
+        keep_onnx=keep_onnx, allow_inexact=opts.allow_inexact, exporter=opts.exporter,
+        echo=log.echo, note=log.note)
     prov = res.provenance
     log.echo(f"built in {prov['build_seconds']:.1f} s; profile min {prov['profile']['min']} opt "
              f"{prov['profile']['opt']} max {prov['profile']['max']}")
