@@ -294,12 +294,48 @@ def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
         raise RuntimeError("a graph output is an Identity of another value")
     del g.node[:]
     g.node.extend(keep)
-    used = {i for n in g.node for i in n.input} | outputs
-    inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(inits)
+    _drop_unused_initializers(g)
     del g.value_info[:]
     g.ClearField("doc_string")
+    return model
+
+
+def _drop_unused_initializers(g: onnx.GraphProto) -> None:
+    """Delete, in place and in order, the initializers no node or output uses (deleted one by
+    one: re-adding the kept ones would copy them, and protobuf frees nothing of a message's
+    memory until the whole message goes)."""
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for k in reversed(range(len(g.initializer))):
+        if g.initializer[k].name not in used:
+            del g.initializer[k]
+
+
+def with_structure(model: onnx.ModelProto, light: onnx.ModelProto,
+                   moved: set[str]) -> onnx.ModelProto:
+    """``model`` (in place) with the nodes, small initializers, value_info and outputs of
+    ``light``, a processed :func:`weightless_view` of it; the weights (``moved``) stay where
+    they are (weights no node uses any more are dropped)."""
+    g, lg = model.graph, light.graph
+    inputs = [i.name for i in lg.input if i.name not in moved]
+    if inputs != [i.name for i in g.input] or [o.name for o in lg.output] != \
+            [o.name for o in g.output] or any(t.name in moved for t in lg.initializer):
+        raise RuntimeError("the weightless graph's inputs, outputs or weights changed")
+    del g.node[:]
+    g.node.extend(lg.node)
+    def small(inits):
+        return sorted(t.SerializeToString(deterministic=True) for t in inits
+                      if t.name not in moved)
+
+    if small(g.initializer) != small(lg.initializer):  # else leave them, in their order
+        for k in reversed(range(len(g.initializer))):
+            if g.initializer[k].name not in moved:
+                del g.initializer[k]
+        g.initializer.extend(lg.initializer)
+    del g.output[:]
+    g.output.extend(lg.output)
+    del g.value_info[:]
+    g.value_info.extend(v for v in lg.value_info if v.name not in moved)
+    _drop_unused_initializers(g)
     return model
 
 
@@ -330,15 +366,17 @@ def relu_before_max_pool(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _slim(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxslim on the graph's structure (:func:`weightless_view`: the weights are typed inputs
+    to it, so it neither copies nor folds them), its result put back into ``model``."""
     import onnxslim
 
+    light, moved = weightless_view(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        slim = onnxslim.slim(model)
+        slim = onnxslim.slim(light)
     if slim is None:  # onnxslim could not process it: keep the graph as exported
         return model
-    del slim.metadata_props[:]
-    return slim
+    return with_structure(model, slim, moved)
 
 
 def check(model: onnx.ModelProto) -> None:
@@ -376,12 +414,7 @@ def infer_and_check(model: onnx.ModelProto) -> onnx.ModelProto:
     light = onnx.shape_inference.infer_shapes(light, check_type=True, strict_mode=True,
                                               data_prop=True)
     check(light)
-    g = model.graph
-    del g.value_info[:]
-    g.value_info.extend(v for v in light.graph.value_info if v.name not in moved)
-    del g.output[:]
-    g.output.extend(light.graph.output)
-    return model
+    return with_structure(model, light, moved)
 
 
 def expected_conv_count(cfg: VanillaNetConfig) -> int:

@@ -61,10 +61,60 @@ def serialize(model: onnx.ModelProto) -> bytes:
 def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Write ``model`` as one self-contained file (weights inside), atomically."""
     path = Path(path)
-    data = serialize(model)
     with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+        write_onnx(model, tmp)
     return path
+
+
+_MODEL_GRAPH, _GRAPH_INITIALIZER = 7, 5  # field numbers in onnx.proto
+
+
+def _fields(msg, keep) -> bytes:
+    """``msg`` serialised (deterministically) with only the fields whose number ``keep``s."""
+    out = type(msg)()
+    for fd, value in msg.ListFields():
+        if not keep(fd.number):
+            continue
+        if fd.label == fd.LABEL_REPEATED:
+            getattr(out, fd.name).extend(value)
+        elif fd.message_type is not None:
+            getattr(out, fd.name).CopyFrom(value)
+        else:
+            setattr(out, fd.name, value)
+    return out.SerializeToString(deterministic=True)
+
+
+def _field_header(number: int, length: int) -> bytes:
+    """The tag (wire type 2, length-delimited) and length of one embedded message field."""
+    out = bytearray()
+    for v in ((number << 3) | 2, length):
+        while v > 0x7F:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def write_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write the bytes of :func:`serialize` without holding them: the model and its graph are
+    serialised around the initializers, which are written one at a time (protobuf writes
+    fields in field-number order, so the pieces concatenate to the same bytes)."""
+    g = model.graph
+    graph_head = _fields(g, lambda n: n < _GRAPH_INITIALIZER)
+    graph_tail = _fields(g, lambda n: n > _GRAPH_INITIALIZER)
+    sizes = [t.ByteSize() for t in g.initializer]
+    graph_size = (len(graph_head) + len(graph_tail)
+                  + sum(len(_field_header(_GRAPH_INITIALIZER, n)) + n for n in sizes))
+    head = _fields(model, lambda n: n < _MODEL_GRAPH) + _field_header(_MODEL_GRAPH, graph_size)
+    tail = _fields(model, lambda n: n > _MODEL_GRAPH)
+    if len(head) + graph_size + len(tail) >= PROTOBUF_LIMIT:
+        raise VnexportError("the model is over 2 GiB; a self-contained ONNX file cannot hold it")
+    with open(path, "wb") as f:
+        f.write(head + graph_head)
+        for t, n in zip(g.initializer, sizes):
+            f.write(_field_header(_GRAPH_INITIALIZER, n))
+            f.write(t.SerializeToString(deterministic=True))
+        f.write(graph_tail + tail)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ import torch
 
 from ..checkpoint import Checkpoint
 from ..errors import EXIT_CHECK_FAILED
-from ..fileio import OutputPlan
+from ..fileio import OutputPlan, temp_path
 from ..fuse import deploy_model
 from ..model import VanillaNet
 from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expected_conv_count,
                            export_metadata, onnx_model_from_deploy, reference_label,
                            resolve_exporter, verification_metadata, verify_onnx)
-from ..onnx_file import get_metadata, op_inventory, save_onnx, serialize, set_metadata
+from ..onnx_file import (get_metadata, op_inventory, save_onnx, serialize, set_metadata,
+                         write_onnx)
 from ..precision import verify_precision
 from ..verify import (calibration_inputs, describe_inputs, make_inputs, run_torch,
                       tolerance_for)
@@ -126,14 +127,23 @@ def _announce(c: Checkpoint, ex: Export, proto, export_s: float, log: Log) -> di
 
 
 def verify(c: Checkpoint, fp32, proto, rep, precision: str, x: torch.Tensor, chk: Check,
-           max_batch: Optional[int], reference: Optional[np.ndarray] = None) -> Verified:
+           max_batch: Optional[int], reference: Optional[np.ndarray] = None,
+           scratch: Optional[Path] = None) -> Verified:
     """The file on ONNX Runtime against the training form (``reference``: its outputs on
-    ``x``, computed here when None): fp32 on every provider, fp16/int8 as ``quantize`` does."""
+    ``x``, computed here when None): fp32 on every provider, fp16/int8 as ``quantize`` does.
+    With ``scratch`` (a temporary name), fp32 sessions load the model from that file, written
+    and removed here, rather than from its bytes in memory (one copy of the weights fewer)."""
     tol = tolerance_for(precision, max_rel=chk.max_rel_err, min_cosine=chk.min_cosine,
                         min_top1=chk.min_top1)
     if precision == "fp32":
-        v = verify_onnx(c, serialize(proto), x, tol, reference, max_batch=max_batch,
-                        threads=chk.threads)
+        try:
+            if scratch is not None:
+                write_onnx(proto, scratch)
+            v = verify_onnx(c, scratch or serialize(proto), x, tol, reference,
+                            max_batch=max_batch, threads=chk.threads)
+        finally:
+            if scratch is not None:
+                scratch.unlink(missing_ok=True)
         return Verified(v.reference, v.comparisons)
     if reference is None:
         reference = run_torch(c.build_model(), x)
@@ -189,7 +199,8 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     if x is None:
         log.echo("verification skipped (--no-verify)")
     else:
-        v = verify(c, fp32, proto, rep, prec, x, chk, ex.max_batch, reference)
+        v = verify(c, fp32, proto, rep, prec, x, chk, ex.max_batch, reference,
+                   scratch=temp_path(output))
         report["verification"] = v.to_dict(prec == "fp32")
         _print_verified(v, log)
         if not v.passed:
