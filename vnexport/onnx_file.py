@@ -75,7 +75,9 @@ def _fields(msg, keep) -> bytes:
     for fd, value in msg.ListFields():
         if not keep(fd.number):
             continue
-        if fd.label == fd.LABEL_REPEATED:
+        repeated = (fd.is_repeated if hasattr(fd, "is_repeated")  # protobuf >= 6.31
+                    else fd.label == fd.LABEL_REPEATED)
+        if repeated:
             getattr(out, fd.name).extend(value)
         elif fd.message_type is not None:
             getattr(out, fd.name).CopyFrom(value)
