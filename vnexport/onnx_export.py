@@ -243,22 +243,52 @@ def _batch_dim(model: onnx.ModelProto) -> int | None:
     return dim.dim_value if dim.HasField("dim_value") else None
 
 
+def _flattens_batch(model: onnx.ModelProto, shape: str, producer: dict) -> bool:
+    """Whether the Reshape target ``shape`` is [N, C] with N the batch of the graph input: a
+    constant [-1 or the static batch, C > 0], or (older onnxscript, dynamic batch)
+    Concat(Shape(input)[0:1], [C > 0]) along axis 0."""
+    const = _const_ints(model, shape)
+    if const is not None:
+        return len(const) == 2 and const[0] in (-1, _batch_dim(model)) and const[1] > 0
+    concat = producer.get(shape)
+    if concat is None or concat.op_type != "Concat" or len(concat.input) != 2 \
+            or {a.name: a.i for a in concat.attribute}.get("axis") != 0:
+        return False
+    head, tail = producer.get(concat.input[0]), _const_ints(model, concat.input[1])
+    span = {a.name: a.i for a in head.attribute} if head is not None else {}
+    return (head is not None and head.op_type == "Shape"
+            and head.input[0] == model.graph.input[0].name
+            and span.get("start", 0) == 0 and span.get("end") == 1
+            and tail is not None and len(tail) == 1 and tail[0] > 0)
+
+
+def _drop_dead_nodes(g: onnx.GraphProto) -> None:
+    """Delete, in place, nodes none of whose outputs is used (until none is left)."""
+    while True:
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [k for k, n in enumerate(g.node) if not any(o in used for o in n.output)]
+        if not dead:
+            return
+        for k in reversed(dead):
+            del g.node[k]
+
+
 def dynamo_head(model: onnx.ModelProto) -> onnx.ModelProto:
     """The dynamo exporter's head in the TorchScript exporter's operators (in place):
     ReduceMean over axes (2, 3) keeping dims -> GlobalAveragePool (the same mean: the graph is
-    NCHW throughout), and Reshape of [N, C, 1, 1] to [N or -1, C] -> Flatten(axis=1) (the same
-    result when the new first dimension is the batch). Anything else is left as it is."""
-    batch = _batch_dim(model)
+    NCHW throughout), and Reshape of [N, C, 1, 1] to [N, C] -> Flatten(axis=1) (the same
+    result when the new first dimension is the batch: :func:`_flattens_batch`; the strict
+    shape inference after it checks C against the declared output). Anything else is left as
+    it is; nodes left without a use (the shape computation) are dropped."""
+    producer = {o: n for n in model.graph.node for o in n.output}
     for node in model.graph.node:
         attrs = {a.name: a.i for a in node.attribute}
         if node.op_type == "ReduceMean" and len(node.input) == 2 \
                 and attrs.get("keepdims", 1) == 1 and attrs.get("noop_with_empty_axes", 0) == 0 \
                 and sorted(a % 4 for a in _const_ints(model, node.input[1]) or []) == [2, 3]:
             node.op_type = "GlobalAveragePool"
-        elif node.op_type == "Reshape" and len(node.input) == 2:
-            shape = _const_ints(model, node.input[1])
-            if not shape or len(shape) != 2 or shape[0] not in (-1, batch) or shape[1] <= 0:
-                continue
+        elif node.op_type == "Reshape" and len(node.input) == 2 \
+                and _flattens_batch(model, node.input[1], producer):
             node.op_type = "Flatten"
         else:
             continue
@@ -266,6 +296,7 @@ def dynamo_head(model: onnx.ModelProto) -> onnx.ModelProto:
         del node.attribute[:]
         if node.op_type == "Flatten":
             node.attribute.append(onnx.helper.make_attribute("axis", 1))
+    _drop_dead_nodes(model.graph)
     return model
 
 

@@ -75,9 +75,9 @@ def _fields(msg, keep) -> bytes:
     for fd, value in msg.ListFields():
         if not keep(fd.number):
             continue
-        repeated = (fd.is_repeated if hasattr(fd, "is_repeated")  # protobuf >= 6.31
+        repeated = (fd.is_repeated if hasattr(fd, "is_repeated")  # newer protobuf
                     else fd.label == fd.LABEL_REPEATED)
-        if repeated:
+        if repeated() if callable(repeated) else repeated:
             getattr(out, fd.name).extend(value)
         elif fd.message_type is not None:
             getattr(out, fd.name).CopyFrom(value)
