@@ -113,7 +113,7 @@ def measure(name: str, work: Path, exporters: list[str], checkout: Path | None) 
             if r["rc"] != 0:
                 raise SystemExit(f"vnexport onnx failed: {r['tail']}")
             rows.append({"model": name, "checkpoint": label, "file_mib": round(size / 2**20),
-                         "exporter": exporter, "args": " ".join(args[3:]) or "(defaults)",
+                         "exporter": exporter, "options": " ".join(args[5:]) or "(defaults)",
                          **r, "ratio": round(r["peak_rss_mib"] * 2**20 / size, 2)})
             print(json.dumps(rows[-1]), flush=True)
     return rows

@@ -777,7 +777,6 @@ def trt(
     """
     from .stages import trt as stage
     from .trt import BuildOptions, parse_compute_capabilities
-
     v = dict(locals(), precision=precision_of(locals()))
     spec = None if no_verify else pick(stage.VerifySpec, v, max_rel=max_rel_err)
     build = pick(BuildOptions, v, workspace_gib=workspace,
