@@ -265,3 +265,30 @@ def test_full_width_ada_pool_both_exporters(tmp_path):
     sizes = {e: p.stat().st_size for e, p in paths.items()}
     assert abs(sizes["dynamo"] - sizes["torchscript"]) < 2**20, sizes  # the same weights
     assert np.isclose(sizes["dynamo"], 488 * 2**20, rtol=0.01), sizes
+
+
+# --------------------------------------------------------------------------------------------
+# trt CKPT: the exporter passes through to the ONNX stage on the way
+
+
+@needs_dynamo
+def test_trt_export_for_engine_takes_the_exporter(small_ckpt, tmp_path):
+    from vnexport.stages.trt import export_for_engine
+    from vnexport.trt import BuildOptions
+
+    for exporter in EXPORTERS:
+        path = tmp_path / f"{exporter}.onnx"
+        export_for_engine(small_ckpt, path, "fp32", BuildOptions(max_batch=4), IMG, opset=18,
+                          exporter=exporter)
+        assert get_metadata(path)["exporter"] == exporter
+
+
+def test_trt_refuses_dynamo_below_18_before_the_runtime(small_ckpt, tmp_path):
+    from vnexport.stages.common import Log, Source
+    from vnexport.stages.trt import TrtOptions, run
+
+    opts = TrtOptions(small_ckpt.path, tmp_path / "m.engine", opset=17, exporter="dynamo",
+                      ckpt_source=Source(strides=STRIDES))
+    with pytest.raises(VnexportError, match="opset 18 and later"):
+        run(opts, Log(echo=lambda m: None, note=lambda m: None))
+    assert list(tmp_path.iterdir()) == []
