@@ -1,7 +1,7 @@
 """Peak memory and wall time of ``vnexport onnx`` against the checkpoint's size.
 
     python benchmarks/onnx_memory.py [--models vanillanet_13] [--work DIR]
-                                     [--exporters torchscript,dynamo] [--checkout DIR]
+                                     [--exporters default,dynamo] [--before DIR]
 
 For each model it writes seeded training checkpoints (vnexport.synthetic, as benchmarks/run.py
 does): the training script's file (``model`` and ``model_ema``, what the script saves) and one
@@ -14,8 +14,8 @@ file-backed pages of the memory-mapped checkpoint count), its wall time and peak
 Not getrusage: a child started from a large parent (pytest with torch loaded) inherits the
 parent's high-water mark at fork/exec, so ru_maxrss over-reports there.
 
-``--checkout DIR`` measures another checkout of vnexport (its ``vnexport`` package first on
-PYTHONPATH), e.g. the commit before a change, with the same files.
+``--before DIR`` also measures another checkout of vnexport (its ``vnexport`` package first
+on PYTHONPATH), e.g. a worktree of the commit before a change, on the same files.
 
 Writes ``benchmarks/results/onnx_memory_<machine>.json`` and ``.md``.
 """
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -67,15 +68,17 @@ def peak_of_module(module: str, args: list[str], path: list[Path]) -> dict:
                                         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     with tempfile.TemporaryDirectory() as tmp:
         status = Path(tmp) / "status"
-        t = time.perf_counter()
+        t, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run([sys.executable, "-c", _CHILD, str(status), module, *args],
                               capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - t
+        wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN)
         text = status.read_text() if status.exists() else ""
     out = (proc.stdout + proc.stderr).strip().splitlines()
     origin = next((line.split(" ", 1)[1] for line in proc.stderr.splitlines()
                    if line.startswith("running ")), None)
-    return {"rc": proc.returncode, "wall_s": round(wall, 2), "module_file": origin,
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"rc": proc.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "module_file": origin,
             "peak_rss_mib": round(_status_kib(text, "VmHWM") / 1024) if text else None,
             "tail": out[-3:]}
 
@@ -100,8 +103,15 @@ def write_checkpoints(name: str, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def _git_label(checkout: Path) -> str:
+    r = subprocess.run(["git", "-C", str(checkout), "log", "-1", "--format=%h"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else str(checkout)
+
+
 def measure(name: str, work: Path, exporters: list[str], checkout: Path | None) -> list[dict]:
     rows = []
+    code = _git_label(checkout or ROOT)
     for label, ckpt in write_checkpoints(name, work).items():
         size = ckpt.stat().st_size
         for exporter in exporters:
@@ -113,8 +123,9 @@ def measure(name: str, work: Path, exporters: list[str], checkout: Path | None) 
             if r["rc"] != 0:
                 raise SystemExit(f"vnexport onnx failed: {r['tail']}")
             rows.append({"model": name, "checkpoint": label, "file_mib": round(size / 2**20),
-                         "exporter": exporter, "options": " ".join(args[5:]) or "(defaults)",
-                         **r, "ratio": round(r["peak_rss_mib"] * 2**20 / size, 2)})
+                         "code": code, "exporter": exporter,
+                         "options": " ".join(args[5:]) or "(defaults)", **r,
+                         "ratio": round(r["peak_rss_mib"] * 2**20 / size, 2)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -132,16 +143,23 @@ def slug(info: dict) -> str:
     return f"{kind}-{info['cores']}c"
 
 
-def markdown(rows: list[dict], info: dict, checkout: str) -> str:
+def markdown(rows: list[dict], info: dict, load: dict) -> str:
     lines = [f"# `vnexport onnx`: peak memory and wall time ({info['cpu']}, {info['cores']} "
              "cores)", "",
-             f"Code: {checkout}. Seeded checkpoints (vnexport.synthetic); every run verifies "
-             "on ONNX Runtime (default options, 8 inputs at 224). Peak = the child's VmHWM.",
-             "", "| model | checkpoint | file MiB | exporter | peak RSS MiB | peak / file | "
-             "wall s |", "|---|---|---:|---|---:|---:|---:|"]
+             "`python benchmarks/onnx_memory.py` (see its docstring). Seeded checkpoints "
+             "(vnexport.synthetic); every run verifies on ONNX Runtime (8 seeded inputs at "
+             "224). Exporter `default`: no options (opset 17, so `auto` runs TorchScript); "
+             "`dynamo`: `--exporter dynamo --opset 18`. Peak = the child's VmHWM (file-backed "
+             "pages of the memory-mapped checkpoint included). Wall time includes Python "
+             "start-up; CPU s is the child's user + system time (what other load on the "
+             f"machine does not change); load average {load['before']} before, {load['after']} after (other "
+             "work shared the 2 cores, so times vary run to run).", "",
+             "| code | model | checkpoint | file MiB | exporter | peak RSS MiB | peak / file "
+             "| wall s | CPU s |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['checkpoint']} | {r['file_mib']} | {r['exporter']} "
-                     f"| {r['peak_rss_mib']} | {r['ratio']} | {r['wall_s']} |")
+        lines.append(f"| {r['code']} | {r['model']} | {r['checkpoint']} | {r['file_mib']} "
+                     f"| {r['exporter']} | {r['peak_rss_mib']} | {r['ratio']} | {r['wall_s']} "
+                     f"| {r.get('cpu_s', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,19 +169,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--exporters", default="default,dynamo",
                    help="default (auto at opset 17: TorchScript), torchscript, dynamo")
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vnexport-mem")
-    p.add_argument("--checkout", type=Path, default=None)
+    p.add_argument("--before", type=Path, default=None, help="also measure this checkout "
+                   "(e.g. a worktree of the commit before a change), exporter default only")
     p.add_argument("--out", type=Path, default=None, help="result file stem")
     a = p.parse_args(argv)
     info = machine()
-    load = os.getloadavg()
-    rows = [r for name in a.models.split(",")
-            for r in measure(name, a.work, a.exporters.split(","), a.checkout)]
-    label = str(a.checkout) if a.checkout else "this checkout"
+    load = {"before": [round(v, 2) for v in os.getloadavg()]}
+    rows = []
+    for name in a.models.split(","):
+        if a.before:
+            rows += measure(name, a.work, ["default"], a.before)
+        rows += measure(name, a.work, a.exporters.split(","), None)
+    load["after"] = [round(v, 2) for v in os.getloadavg()]
     out = a.out or ROOT / "benchmarks" / "results" / f"onnx_memory_{slug(info)}"
     out.with_suffix(".json").write_text(json.dumps(
-        {"machine": info, "code": label, "load_before": [round(v, 2) for v in load],
-         "load_after": [round(v, 2) for v in os.getloadavg()], "rows": rows}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(rows, info, label))
+        {"machine": info, "load": load, "rows": rows}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(rows, info, load))
     print(f"wrote {out.with_suffix('.md')}")
 
 
