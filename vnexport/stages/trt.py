@@ -92,7 +92,8 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
                       ckpt=None, from_onnx: bool, runtime: dict,
                       verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
                       opset: int = 17, keep_onnx: Path | None = None,
-                      allow_inexact: bool = False, exporter: str = "auto", echo: Callable[[str], None] = print,
+                      allow_inexact: bool = False, exporter: str = "auto",
+                      echo: Callable[[str], None] = print,
                       note: Callable[[str], None] = print) -> tuple[trt.BuildResult, str | None]:
     """Export (a checkpoint source) or take (an ONNX source) the ONNX file, build the engine,
     verify it and write it. ``ckpt`` is the source checkpoint, or with an ONNX source the
