@@ -152,8 +152,9 @@ def markdown(rows: list[dict], info: dict, load: dict) -> str:
              "`dynamo`: `--exporter dynamo --opset 18`. Peak = the child's VmHWM (file-backed "
              "pages of the memory-mapped checkpoint included). Wall time includes Python "
              "start-up; CPU s is the child's user + system time (what other load on the "
-             f"machine does not change); load average {load['before']} before, {load['after']} after (other "
-             "work shared the 2 cores, so times vary run to run).", "",
+             f"machine does not change); load average {load['before']} before, "
+             f"{load['after']} after (other work shared the 2 cores, so wall times vary run "
+             "to run).", "",
              "| code | model | checkpoint | file MiB | exporter | peak RSS MiB | peak / file "
              "| wall s | CPU s |", "|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:
