@@ -6,9 +6,9 @@ Exporters. torch 2.x has two, and ``--exporter`` picks (``auto`` by default):
   exporter, for opsets 18 and up (its own opset is 18; 19..21 are converted up by onnxscript).
   It is called with ``dynamic_shapes`` (a ``torch.export.Dim`` batch, traced at batch 2:
   torch.export specialises sizes 0 and 1) rather than ``dynamic_axes``, ``external_data=False``
-  (one file) and no file name (the model comes back in memory); the head's ReduceMean + Reshape are rewritten
-  to the GlobalAveragePool + Flatten the TorchScript exporter writes (:func:`dynamo_head`), and
-  its per-node provenance (stack traces, fx names) is dropped.
+  (one file) and no file name (the model comes back in memory); the head's ReduceMean +
+  Reshape are rewritten to the GlobalAveragePool + Flatten the TorchScript exporter writes
+  (:func:`dynamo_head`), and its per-node provenance (stack traces, fx names) is dropped.
 - ``torchscript``: the deprecated TorchScript exporter (``dynamo=False``), for opsets 13..21.
   Below opset 18 it is the only path: the dynamo exporter's down-conversion fails on ReduceMean.
 - ``auto``: dynamo where it gives the same graph (opset >= 18, and a torch with the dynamo
