@@ -67,7 +67,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -77,7 +77,8 @@ from . import __version__
 from .checkpoint import sha256_of
 from .errors import MissingRuntimeError, VnexportError
 from .fileio import atomic_output
-from .onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
+from .onnx_file import (OnnxInput, detect_precision, load_onnx, read_onnx_input,
+                        stored_max_batch)
 from .timing import latency_stats
 
 if TYPE_CHECKING:  # annotations only: a runtime does not import the checks
@@ -226,6 +227,7 @@ class Profile:
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+    origin: str = field(default="", compare=False)  # where each batch size came from
 
     @property
     def max_batch(self) -> int:
@@ -237,13 +239,15 @@ class Profile:
 
 
 def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None = None,
-                    source: object = None) -> Profile:
-    """min/opt/max shapes from the batch options and the ONNX input.
+                    source: object = None, stored_max: int | None = None) -> Profile:
+    """min/opt/max shapes from the batch options, the ONNX input and the file's stored
+    ``max_batch`` (``stored_max``: ``onnx --dynamic-batch --max-batch N`` writes it).
 
-    Dynamic batch: min defaults to 1, opt to min, max to opt; they must satisfy
-    1 <= min <= opt <= max. Static batch B: every batch option given must equal B (a static
-    graph cannot run any other batch), else the file is refused with the way out.
-    Spatial dims come from the file; dynamic ones need --img-size.
+    Dynamic batch: min defaults to 1, opt to min, max to the stored max batch (at least opt),
+    else to opt; they must satisfy 1 <= min <= opt <= max. Static batch B: every batch option
+    given must equal B (a static graph cannot run any other batch), else the file is refused
+    with the way out. Spatial dims come from the file; dynamic ones need --img-size.
+    ``Profile.origin`` says where each batch size came from.
     """
     c, h, w = inp.shape[1:]
     if c is None:
@@ -256,25 +260,48 @@ def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None 
     elif img_size is not None and (h, w) != (img_size, img_size):
         raise VnexportError(f"--img-size {img_size} does not match the file's input "
                             f"{h}x{w}", source)
-    asked = {"--min-batch": options.min_batch, "--opt-batch": options.opt_batch,
-             "--max-batch": options.max_batch}
     if inp.batch is not None:
-        b = inp.batch
-        bad = [f"{k} {v}" for k, v in asked.items() if v is not None and v != b]
-        if bad:
-            raise VnexportError(
-                f"the ONNX file has a static batch of {b}, which does not fit {', '.join(bad)}; "
-                f"export it with a dynamic batch (vnexport onnx --dynamic-batch --max-batch N) "
-                f"or drop the batch options", source)
-        mn = op = mx = b
+        mn = op = mx = _static_batch(inp.batch, options, source)
+        origin = f"batch {mx}: the file's static batch"
     else:
-        mn = options.min_batch or 1
-        op = options.opt_batch or mn
-        mx = options.max_batch or max(op, mn)
+        mn, op, mx, origin = _dynamic_batches(options, stored_max)
         if not mn <= op <= mx:
             raise VnexportError(f"batch sizes must satisfy min <= opt <= max, got "
                                 f"min {mn}, opt {op}, max {mx}", source)
-    return Profile(inp.name, (mn, c, h, w), (op, c, h, w), (mx, c, h, w))
+    return Profile(inp.name, (mn, c, h, w), (op, c, h, w), (mx, c, h, w), origin)
+
+
+def _static_batch(b: int, options: BuildOptions, source: object) -> int:
+    asked = {"--min-batch": options.min_batch, "--opt-batch": options.opt_batch,
+             "--max-batch": options.max_batch}
+    bad = [f"{k} {v}" for k, v in asked.items() if v is not None and v != b]
+    if bad:
+        raise VnexportError(
+            f"the ONNX file has a static batch of {b}, which does not fit {', '.join(bad)}; "
+            f"export it with a dynamic batch (vnexport onnx --dynamic-batch --max-batch N) "
+            f"or drop the batch options", source)
+    return b
+
+
+def _dynamic_batches(options: BuildOptions, stored_max: int | None):
+    """(min, opt, max, origin) of a dynamic batch: options first, then the defaults."""
+    stored = stored_max if isinstance(stored_max, int) and stored_max > 0 else None
+    mn = options.min_batch or 1
+    op = options.opt_batch or mn
+    if options.max_batch is not None:
+        mx, max_from = options.max_batch, "--max-batch"
+    elif stored is not None:
+        mx = max(stored, op)
+        max_from = (f"the file's stored max_batch {stored}" if mx == stored else
+                    f"--opt-batch (above the file's stored max_batch {stored})")
+    else:
+        mx = max(op, mn)
+        max_from = ("= opt; the file stores no max_batch, pass --max-batch N for larger "
+                    "batches")
+    origin = (f"min {mn} ({'--min-batch' if options.min_batch else 'default 1'}), "
+              f"opt {op} ({'--opt-batch' if options.opt_batch else '= min'}), "
+              f"max {mx} ({max_from})")
+    return mn, op, mx, origin
 
 
 # ------------------------------------------------------------------------------------------
@@ -314,6 +341,7 @@ def make_provenance(*, engine_path: Path, engine_sha256: str | None, onnx_path: 
         "strongly_typed": facts.get("strongly_typed", options.strongly_typed),
         "tf32": facts.get("tf32"),
         "profile": profile.to_dict(),
+        "profile_origin": profile.origin,
         "source_onnx": Path(onnx_path).name,
         "source_onnx_sha256": onnx_sha256,
         **_targets(builder, runtime, options, facts),
@@ -944,7 +972,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     options.validate()
     model = load_onnx(onnx_path, external_data=False)
     precision = detect_precision(onnx_path, model)
-    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path)
+    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path,
+                              stored_max_batch(model))
     runtime = runtime or require_builder(options, need_gpu=check is not None)
     if check is not None and not runtime.get("gpu"):
         raise MissingRuntimeError(NO_GPU_TO_VERIFY)
