@@ -304,3 +304,20 @@ def test_profile_defaults(kw, stored, batches, said):
     p = resolve_profile(DYN_INPUT, BuildOptions(**kw), stored_max=stored)
     assert (p.min[0], p.opt[0], p.max[0]) == batches
     assert said in p.origin
+
+
+def test_demo_skips_trt_saying_no_builder_is_installed(monkeypatch, tmp_path):
+    """The demo's skip reason where no builder is installed, in words written here."""
+    from vnexport import trt as vt
+    from vnexport.checkpoint import load_checkpoint
+    from vnexport.stages import demo as demo_stages
+
+    monkeypatch.setattr(vt, "builder_installed", lambda builder: False)
+    ck = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=1),
+                         strides=SMALL.strides)
+    r = demo_stages.stage_trt(ck, random_inputs(SMALL, 2, IMG), None, tmp_path, print)
+    assert r.stage == "trt" and r.passed is None and r.verdict == "skipped"
+    assert r.detail.startswith("no TensorRT builder is installed: datacenter TensorRT (pip "
+                               "install 'vnexport[trt]'")
+    assert "TensorRT-RTX (pip install 'vnexport[trt-rtx]'" in r.detail
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
