@@ -321,3 +321,165 @@ def test_demo_skips_trt_saying_no_builder_is_installed(monkeypatch, tmp_path):
                                "install 'vnexport[trt]'")
     assert "TensorRT-RTX (pip install 'vnexport[trt-rtx]'" in r.detail
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pth"]
+
+
+# ------------------------------------------------------------------------------------------
+# the checkpoint-loading options reach the loader in every command that reads a checkpoint
+
+
+SOURCE_ARGS = {
+    "A": (("--key", "model", "--model", "vanillanet_5", "--act-learn", "0.5",
+           "--trust-remote-pickle"),
+          dict(key="model", model="vanillanet_5", strides=None, ada_pool=None, act_learn=0.5,
+               trust=True)),
+    "B": (("--key", "model_ema", "--strides", "2,1,2", "--ada-pool", "0,9,4"),
+          dict(key="model_ema", model=None, strides=(2, 1, 2), ada_pool=(0, 9, 4),
+               act_learn=None, trust=False)),
+}
+
+
+def source_commands(ckpt: Path, onnx_path: Path, tmp: Path) -> dict:
+    return {
+        "info": ["info", ckpt],
+        "fuse": ["fuse", ckpt, "-o", tmp / "f.pth"],
+        "onnx": ["onnx", ckpt, "-o", tmp / "o.onnx"],
+        "quantize": ["quantize", onnx_path, "--fp16", "--reference", ckpt, "-o", tmp / "q.onnx"],
+        "trt": ["trt", ckpt, "--builder", "tensorrt-rtx", "--no-verify", "-o", tmp / "t.engine"],
+        "verify": ["verify", ckpt, onnx_path],
+        "bench": ["bench", ckpt, "--runs", "1"],
+    }
+
+
+@pytest.mark.parametrize("variant", sorted(SOURCE_ARGS))
+@pytest.mark.parametrize("command", ["info", "fuse", "onnx", "quantize", "trt", "verify",
+                                     "bench"])
+def test_source_options_reach_the_loader(command, variant, ckpt, dyn_onnx, tmp_path,
+                                         monkeypatch):
+    """A recording stand-in for the loader (named a fake: the loader itself is tested in
+    test_checkpoint.py) gets exactly what the options asked, and nothing is written."""
+    from vnexport.stages import common
+
+    seen = []
+
+    def fake_load_checkpoint(path, **kw):
+        seen.append(kw)
+        raise common.VnexportError("stopped by the test's fake loader", path)
+
+    monkeypatch.setattr(common, "load_checkpoint", fake_load_checkpoint)
+    args, expect = SOURCE_ARGS[variant]
+    code, so, se = invoke(*source_commands(ckpt, dyn_onnx, tmp_path)[command], *args)
+    assert code == 2 and "stopped by the test's fake loader" in se, so + se
+    assert seen and seen[0] == expect
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------
+# options the first map found unguarded
+
+
+def test_quantize_images_are_the_verification_inputs(ckpt, dyn_onnx, tmp_path):
+    colours = [(250, 240, 230), (10, 20, 30), (128, 60, 200)]
+    folder = write_flat_images(tmp_path / "imgs", colours)
+    report = tmp_path / "q.json"
+    code, so, se = invoke("quantize", dyn_onnx, "--fp16", "--reference", ckpt, "--strides",
+                          "2,2", "--images", folder, "--n", "3", "-o", tmp_path / "q.onnx",
+                          "--json", report)
+    assert code == 0, so + se
+    fig = json.loads(report.read_text())["verification"]
+    # the inputs computed here: one flat normalised colour per image
+    x = ((np.asarray(colours, np.float32) / 255 - np.float32(IMAGENET_MEAN))
+         / np.float32(IMAGENET_STD))[:, :, None, None] * np.ones((1, 1, IMG, IMG), np.float32)
+    with torch.no_grad():
+        ref = random_training_model(SMALL, SEED)(torch.from_numpy(x)).double().numpy()
+    sess = onnxruntime.InferenceSession(str(tmp_path / "q.onnx"),
+                                        providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    feed = x.astype(np.float16) if inp.type == "tensor(float16)" else x
+    out = sess.run(None, {inp.name: feed})[0].astype(np.float64)
+    assert fig["n"] == 3
+    assert fig["max_abs"] == pytest.approx(float(np.abs(out - ref).max()), rel=0.05)
+
+
+@needs_rtx
+def test_trt_allow_inexact_from_a_checkpoint(tmp_path):
+    early = write_training_checkpoint(tmp_path / "early.pth", SMALL, seed=2, with_ema=False,
+                                      epoch=10)
+    code, so, se = invoke("trt", early, *ARGS, *RTX, "-o", tmp_path / "a.engine")
+    assert code == 2 and "act_learn" in se and "--allow-inexact" in se, so + se
+    assert not (tmp_path / "a.engine").exists()
+    code, so, se = invoke("trt", early, *ARGS, *RTX, "--allow-inexact", "-o",
+                          tmp_path / "b.engine")
+    assert code == 0, so + se
+    assert (tmp_path / "b.engine").stat().st_size > 10_000
+
+
+@needs_rtx
+def test_trt_verbose_shows_the_build_log(dyn_onnx, tmp_path, capfd):
+    code, so, se = invoke("trt", dyn_onnx, *RTX, "-o", tmp_path / "q.engine")
+    assert code == 0, so + se
+    quiet = so + se + "".join(capfd.readouterr())
+    code, so, se = invoke("trt", dyn_onnx, *RTX, "--verbose", "-o", tmp_path / "v.engine")
+    assert code == 0, so + se
+    loud = so + se + "".join(capfd.readouterr())
+    assert len(loud.splitlines()) > len(quiet.splitlines()) + 5, loud[-2000:]
+
+
+def test_bench_json_needs_force_to_replace(dyn_onnx, tmp_path):
+    report = tmp_path / "b.json"
+    report.write_text("keep")
+    args = ("bench", dyn_onnx, "--batch", "1", "--runs", "2", "--warmup", "0", "--json", report)
+    code, so, se = invoke(*args)
+    assert code == 2 and "--force" in se and report.read_text() == "keep", so + se
+    code, so, se = invoke(*args, "--force")
+    assert code == 0, so + se
+    assert isinstance(json.loads(report.read_text()), dict)  # replaced by the report
+
+
+def test_serve_host_reaches_the_server(dyn_onnx, monkeypatch):
+    """A recording stand-in for TritonServer (a fake: the real server runs in test_serve.py)
+    gets the --host and ports asked for."""
+    from vnexport.stages import serve as serve_stage
+
+    seen = []
+
+    class FakeServer:
+        def __init__(self, repo, **kw):
+            seen.append(kw)
+            raise serve_stage.VnexportError("stopped by the test's fake server")
+
+    monkeypatch.setattr(serve_stage, "TritonServer", FakeServer)
+    monkeypatch.setattr(serve_stage, "missing_reason", lambda: None, raising=False)
+    code, so, se = invoke("serve", dyn_onnx, "--host", "localhost", "--http-port", "18000",
+                          "--grpc-port", "18001", "--metrics-port", "18002")
+    assert "stopped by the test's fake server" in se, so + se
+    assert seen and seen[0]["host"] == "localhost" and seen[0]["http_port"] == 18000
+    assert seen[0]["grpc_port"] == 18001 and seen[0]["metrics_port"] == 18002
+
+
+def test_trt_images_are_what_the_engine_is_verified_on(ckpt, tmp_path, monkeypatch):
+    """Verification runs only on a CUDA GPU, so here it runs on tests/fakes (a fake TensorRT
+    whose engine is ONNX Runtime; a fake GPU): the batches the engine is given are recorded
+    and checked against the images' inputs computed here."""
+    from fakes import fake_polygraphy as fpg
+
+    from vnexport import trt as vt
+
+    fpg.install(monkeypatch)
+    monkeypatch.setattr(vt, "gpu_info", lambda ordinal=0: {
+        "name": "FAKE GPU (tests/fakes)", "compute_capability": "8.0", "devices": 1})
+    fed = []
+    infer = vt.infer
+
+    def recording_infer(engine, x):
+        fed.append(np.array(x))
+        return infer(engine, x)
+
+    monkeypatch.setattr(vt, "infer", recording_infer)
+    colours = [(250, 240, 230), (10, 20, 30), (128, 60, 200)]
+    folder = write_flat_images(tmp_path / "imgs", colours)
+    code, so, se = invoke("trt", ckpt, *ARGS, "--builder", "tensorrt", "--images", folder,
+                          "--n", "3", "-o", tmp_path / "e.engine")
+    assert code == 0, so + se
+    x = ((np.asarray(colours, np.float32) / 255 - np.float32(IMAGENET_MEAN))
+         / np.float32(IMAGENET_STD))[:, :, None, None] * np.ones((1, 1, IMG, IMG), np.float32)
+    assert len(fed) == 1 and np.allclose(fed[0], x, atol=1e-6)

@@ -209,3 +209,41 @@ def test_python_block_runs_as_written(index, tmp_path, monkeypatch):
         run_client_block(code, tmp_path, index)
         return
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
+
+
+# ------------------------------------------------------------------------------------------
+# tests/PROMISES.md: a row for every option of every command, naming tests that exist
+
+PROMISES = ROOT / "tests" / "PROMISES.md"
+
+
+def command_options() -> list[tuple[str, str]]:
+    """(command, option) for every option of every command of the Typer app (its primary
+    name, as ``vnexport <cmd> --help`` lists it first), --help excepted."""
+    import typer.main
+
+    from vnexport.cli import app
+
+    group = typer.main.get_command(app)
+    return [(name, p.opts[0]) for name, cmd in group.commands.items() for p in cmd.params
+            if p.param_type_name == "option" and p.opts[0] != "--help"]
+
+
+def test_every_command_option_has_a_promises_row():
+    rows = set(re.findall(r"^\| ([\w-]+) \| `(--[\w-]+)` \|", PROMISES.read_text(), re.M))
+    missing = [f"vnexport {c} {o}" for c, o in command_options() if (c, o) not in rows]
+    assert not missing, ("no row in tests/PROMISES.md for: " + ", ".join(missing)
+                         + " (add '| <command> | `<option>` | <promise> | `<test file>::"
+                         "<test>` |' under its command)")
+
+
+def test_promises_name_tests_that_exist():
+    named = set(re.findall(r"`(test_\w+\.py)(?:::(test_\w+))?`", PROMISES.read_text()))
+    assert len(named) > 50
+    gone = []
+    for file, func in named:
+        path = ROOT / "tests" / file
+        if not path.is_file() or (func and not re.search(rf"^def {func}\(", path.read_text(),
+                                                         re.M)):
+            gone.append(f"{file}::{func}" if func else file)
+    assert not gone, "tests/PROMISES.md names tests that do not exist: " + ", ".join(sorted(gone))
