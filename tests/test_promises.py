@@ -483,3 +483,28 @@ def test_trt_images_are_what_the_engine_is_verified_on(ckpt, tmp_path, monkeypat
     x = ((np.asarray(colours, np.float32) / 255 - np.float32(IMAGENET_MEAN))
          / np.float32(IMAGENET_STD))[:, :, None, None] * np.ones((1, 1, IMG, IMG), np.float32)
     assert len(fed) == 1 and np.allclose(fed[0], x, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# fusion: the BN fold uses each BN's own eps (synthetic BN statistics hide it: variances near
+# 1 make eps 1e-6 invisible; here the variances are as small as eps)
+
+
+def test_fold_bn_uses_the_bn_eps():
+    from vnexport.model import fold_bn
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(4, eps=1e-6).eval()
+    bn.running_mean.copy_(torch.randn(4))
+    bn.running_var.copy_(torch.tensor([1e-6, 2e-6, 5e-7, 1e-5]))
+    bn.weight.data.copy_(torch.randn(4))
+    bn.bias.data.copy_(torch.randn(4))
+    w, b = torch.randn(4, 3, 3, 3), torch.randn(4)
+    fw, fb = fold_bn(w, b, bn)
+    std = np.sqrt(bn.running_var.double().numpy() + 1e-6)
+    g = bn.weight.detach().double().numpy() / std
+    want_w = w.double().numpy() * g[:, None, None, None]
+    want_b = bn.bias.detach().double().numpy() + (b.double().numpy()
+                                                  - bn.running_mean.double().numpy()) * g
+    np.testing.assert_allclose(fw.double().numpy(), want_w, rtol=1e-5)
+    np.testing.assert_allclose(fb.double().numpy(), want_b, rtol=1e-5)
