@@ -188,6 +188,7 @@ def test_trt_default_profile_is_the_files_stored_max_batch(dyn_onnx, tmp_path,
 @pytest.mark.parametrize("args, batches", [
     (("--max-batch", "4"), (1, 1, 4)),
     (("--opt-batch", "2"), (1, 2, 8)),
+    (("--min-batch", "2"), (2, 2, 8)),
     (("--min-batch", "2", "--opt-batch", "4", "--max-batch", "16"), (2, 4, 16)),
 ])
 def test_trt_batch_options_override_the_stored_max_batch(dyn_onnx, tmp_path,
@@ -298,6 +299,7 @@ DYN_INPUT = OnnxInput("input", (None, 3, 224, 224), "float32")
     ({"opt_batch": 8}, 32, (1, 8, 32), "opt 8 (--opt-batch)"),
     ({"opt_batch": 64}, 32, (1, 64, 64), "above the file's stored max_batch 32"),
     ({"max_batch": 4}, 32, (1, 1, 4), "max 4 (--max-batch)"),
+    ({"min_batch": 4}, 32, (4, 4, 32), "opt 4 (= min)"),
     ({}, None, (1, 1, 1), "the file stores no max_batch"),
 ])
 def test_profile_defaults(kw, stored, batches, said):
@@ -508,3 +510,34 @@ def test_fold_bn_uses_the_bn_eps():
                                                   - bn.running_mean.double().numpy()) * g
     np.testing.assert_allclose(fw.double().numpy(), want_w, rtol=1e-5)
     np.testing.assert_allclose(fb.double().numpy(), want_b, rtol=1e-5)
+
+
+@pytest.mark.parametrize("act_learn", ["0.9", "0.999"])
+def test_fuse_refuses_any_act_learn_below_1(ckpt, tmp_path, act_learn):
+    """Paired convs merge exactly only at act_learn 1 (the leaky_relu between them is then the
+    identity): any value below 1, however close, is refused without --allow-inexact."""
+    code, so, se = invoke("fuse", ckpt, "--strides", "2,2", "--act-learn", act_learn,
+                          "-o", tmp_path / "f.pth")
+    assert code == 2 and "act_learn" in se and "--allow-inexact" in se, so + se
+    assert list(tmp_path.iterdir()) == []
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch PWNED_BY_ZIP_PICKLE",))
+
+
+def test_zip_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    """torch.save's own (zip) format, the one loaded memory-mapped: a pickle that would run
+    code on loading is refused, and the code never runs."""
+    from vnexport.checkpoint import load_checkpoint
+    from vnexport.errors import VnexportError
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pth"
+    torch.save({"model": random_training_model(SMALL, 0).state_dict(), "x": _RunsCode()}, path)
+    with pytest.raises(VnexportError, match="evil.pth"):
+        load_checkpoint(path, strides=SMALL.strides)
+    assert not (tmp_path / "PWNED_BY_ZIP_PICKLE").exists()

@@ -380,3 +380,24 @@ def test_serve_refuses_what_the_wheel_cannot_load(models, tmp_path):
     assert len(lines) == 1 and "ort/config.pbtxt" in lines[0] and "onnxruntime_onnx" in lines[0]
     r = CliRunner().invoke(app, ["serve", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "missing: no such file" in r.stderr
+
+
+def test_a_killed_server_leaves_nothing_after_stop(models, tmp_path):
+    """kill -9 of the server leaves its stubs and /dev/shm regions behind (Triton cannot
+    clean up); stop() ends the stubs (the process group) and removes the regions with this
+    server's prefix. Only this server's prefix is looked at."""
+    import signal
+
+    server = start_server({"small": models["small"]}, tmp_path)
+    try:
+        children = psutil.Process(server.pid).children(recursive=True)
+        assert children and S.shm_regions(server.shm_prefix)
+        os.kill(server.pid, signal.SIGKILL)
+        psutil.Process(server.pid).wait(10)
+        server.stop()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], alive
+        mine = [n for n in os.listdir("/dev/shm") if n.startswith(server.shm_prefix)]
+        assert mine == [], mine
+    finally:
+        server.stop()
