@@ -314,7 +314,7 @@ def test_demo_skips_trt_saying_no_builder_is_installed(monkeypatch, tmp_path):
     from vnexport.checkpoint import load_checkpoint
     from vnexport.stages import demo as demo_stages
 
-    monkeypatch.setattr(vt, "builder_installed", lambda builder: False)
+    monkeypatch.setattr(vt.runtime, "builder_installed", lambda builder: False)
     ck = load_checkpoint(write_training_checkpoint(tmp_path / "c.pth", SMALL, seed=1),
                          strides=SMALL.strides)
     r = demo_stages.stage_trt(ck, random_inputs(SMALL, 2, IMG), None, tmp_path, print)
@@ -467,16 +467,16 @@ def test_trt_images_are_what_the_engine_is_verified_on(ckpt, tmp_path, monkeypat
     from vnexport import trt as vt
 
     fpg.install(monkeypatch)
-    monkeypatch.setattr(vt, "gpu_info", lambda ordinal=0: {
+    monkeypatch.setattr(vt.runtime, "gpu_info", lambda ordinal=0: {
         "name": "FAKE GPU (tests/fakes)", "compute_capability": "8.0", "devices": 1})
     fed = []
-    infer = vt.infer
+    infer = vt.build.infer  # build_engine runs the new engine through it
 
     def recording_infer(engine, x):
         fed.append(np.array(x))
         return infer(engine, x)
 
-    monkeypatch.setattr(vt, "infer", recording_infer)
+    monkeypatch.setattr(vt.build, "infer", recording_infer)
     colours = [(250, 240, 230), (10, 20, 30), (128, 60, 200)]
     folder = write_flat_images(tmp_path / "imgs", colours)
     code, so, se = invoke("trt", ckpt, *ARGS, "--builder", "tensorrt", "--images", folder,
