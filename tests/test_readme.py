@@ -1,7 +1,9 @@
 """The README's examples, run as written: every fenced ``bash`` block of its Commands section
 (each command line as a shell command, in order, in a fresh folder holding small generated
-stand-ins for the files the examples name) and its Python API blocks. Only lines that need a
-GPU, TensorRT or Docker are skipped, each with the reason."""
+stand-ins for the files the examples name) and its Python API blocks (the Triton client block
+against a real server the test starts, where the server can run). Only lines that need a GPU,
+TensorRT or Docker are skipped, each with the reason. Also: every CLI option has a row in
+tests/PROMISES.md."""
 
 from __future__ import annotations
 
