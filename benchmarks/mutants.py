@@ -279,7 +279,7 @@ def main(argv=None) -> int:
 
 
 def render(rows, killed: int, seconds: float) -> str:
-    lines = [f"# Mutation check (benchmarks/mutants.py)", "",
+    lines = ["# Mutation check (benchmarks/mutants.py)", "",
              f"Machine: {machine()}, {os.cpu_count()} CPUs; Python {platform.python_version()}; "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {seconds / 60:.1f} min.", "",
              f"**Score: {killed}/{len(rows)} killed** "
