@@ -102,6 +102,25 @@ def test_cli_writes_and_reports(files, tmp_path):
         "onnxruntime_onnx"
 
 
+def test_cli_accelerator_and_model_version(files, tmp_path):
+    """--accelerator tensorrt with --workspace/--engine-cache; --model-version names the
+    version folder (--version still works, as a deprecated alias)."""
+    repo = tmp_path / "repo"
+    r = cli("triton", files["onnx"], "-o", repo, "--accelerator", "tensorrt", "--workspace",
+            "2", "--engine-cache", "/data/cache", "--model-version", "3")
+    assert r.exit_code == 0, r.output
+    cfg = parse(repo / "model" / "config.pbtxt")
+    (a,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert a.parameters["max_workspace_size_bytes"] == str(2 << 30)
+    assert a.parameters["trt_engine_cache_path"] == "/data/cache"
+    assert list(cfg.version_policy.specific.versions) == [3] and (repo / "model" / "3").is_dir()
+    r = cli("triton", files["onnx"], "-o", tmp_path / "r2", "--version", "2")
+    assert r.exit_code == 0 and (tmp_path / "r2" / "model" / "2" / "model.onnx").is_file()
+    assert_one_line_error(cli("triton", files["engine"], "-o", tmp_path / "r3",
+                              "--accelerator", "tensorrt"), 2, "small.engine", "not an engine")
+    assert not (tmp_path / "r3").exists()
+
+
 def test_cli_one_line_errors_and_nothing_written(files, tmp_path):
     repo = tmp_path / "repo"
     bad_labels = tmp_path / "labels.txt"

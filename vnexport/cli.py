@@ -874,6 +874,10 @@ class TritonBackend(str, Enum):
     python = "python"
 
 
+class Accelerator(str, Enum):
+    tensorrt = "tensorrt"
+
+
 class InstanceKind(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -886,7 +890,9 @@ TRITON_OUTPUT = typer.Option(..., "--output", "-o", help="The model repository f
     "if missing; one model folder per artifact).")
 TRITON_NAME = typer.Option(None, "--name", help="Model name (one artifact only). Default: the "
     "file name before its first dot.")
-TRITON_VERSION = typer.Option(1, "--version", help="Model version folder.")
+TRITON_VERSION = typer.Option(1, "--model-version", "--version", help="The model's version "
+    "folder (--version: the old name, kept as a deprecated alias; vnexport --version prints the "
+    "tool's version).")
 TRITON_BACKEND = typer.Option(TritonBackend.platform, "--backend", help="platform: "
     "tensorrt_plan / onnxruntime_onnx as the file is; python: a model.py running the ONNX "
     "file on onnxruntime (servers without the onnxruntime backend, such as vnexport serve's).")
@@ -904,6 +910,15 @@ TRITON_LABELS = typer.Option(None, "--labels", help="Class names, one per line (
 TRITON_PREPROCESS = typer.Option(False, "--preprocess", help="Add a Python-backend "
     "preprocessing model and <name>_ensemble: image bytes in, logits (labels) out.")
 TRITON_FORCE = typer.Option(False, "--force", "-f", help="Replace existing model folders.")
+TRITON_ACCELERATOR = typer.Option(None, "--accelerator", help="tensorrt: serve an ONNX file on "
+    "a GPU in the onnxruntime backend with ONNX Runtime's TensorRT provider (TensorRT builds "
+    "the engine on the serving GPU at load, for the file's precision, and caches it): no "
+    "separate engine build.")
+TRITON_WORKSPACE = typer.Option(None, "--workspace", help="With --accelerator: the provider's "
+    "workspace limit in GiB (max_workspace_size_bytes). Default 1.")
+TRITON_ENGINE_CACHE = typer.Option(None, "--engine-cache", help="With --accelerator: the engine "
+    "cache folder on the serving machine (trt_engine_cache_path). Default "
+    "/tmp/vnexport-trt-cache/<name>.")
 SERVE_TARGET = typer.Argument(..., help="A model repository folder, or one ONNX file (served "
     "from a temporary Python-backend repository).")
 SERVE_HOST = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
@@ -930,6 +945,9 @@ def triton(
     labels: Optional[Path] = TRITON_LABELS,
     preprocess: bool = TRITON_PREPROCESS,
     force: bool = TRITON_FORCE,
+    accelerator: Optional[Accelerator] = TRITON_ACCELERATOR,
+    workspace: Optional[float] = TRITON_WORKSPACE,
+    engine_cache: Optional[str] = TRITON_ENGINE_CACHE,
     json_out: Optional[str] = JsonOpt,
 ) -> None:
     """Write a Triton model repository: config.pbtxt (checked against the artifact), model
