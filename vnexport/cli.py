@@ -286,8 +286,11 @@ class Device(str, Enum):
 # ------------------------------------------------------------------------------------------
 # options of one command each
 
-INFO_CKPT = typer.Argument(..., help="A training or deploy checkpoint (.pth, .safetensors), an "
-    "ONNX file (.onnx), or a TensorRT engine (.engine, .plan, .trt).")
+INFO_CKPT = typer.Argument(..., metavar="FILE", help="Any file vnexport reads or writes: a "
+    "training or deploy checkpoint (.pth, .safetensors), an ONNX file (.onnx), a TensorRT "
+    "engine (.engine, .plan, .trt), a JSON file it wrote (a --json report, an engine's "
+    "provenance, a calibration cache), a Triton model repository, model folder or "
+    "config.pbtxt.")
 INFO_AS_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 FUSE_CKPT = typer.Argument(..., help="Training checkpoint (.pth, .safetensors).")
 FUSE_OUTPUT = typer.Option(None, "--output", "-o", help="Deploy checkpoint to "
@@ -549,8 +552,10 @@ def info(
     """What is this file? A checkpoint: form, variant, config, weights used, epoch, act_learn,
     size, cost. An ONNX file: input shape, precision, opset, op inventory, vnexport metadata.
     A TensorRT engine (.engine, .plan, .trt): its provenance, TensorRT-RTX's header check, and
-    its own tensors and profile (those need its runtime and a CUDA GPU: without them the facts
-    are printed, then exit 3)."""
+    its own tensors and profile (those need its runtime and a CUDA GPU: without them the
+    output says they were not read). A report, provenance or calibration-cache JSON: its kind
+    and main facts. A Triton repository or model folder: each config parsed and summarized.
+    Anything else: one line, exit 2."""
     from .stages import info as stage
 
     v = locals()
@@ -563,8 +568,6 @@ def info(
         lines.flush_notes()
     else:
         finish(result, None, lines)
-    if engine and result.missing is not None:
-        raise result.missing
 
 
 @app.command()
