@@ -484,7 +484,7 @@ def log(json_out: Optional[str] = None):
     from .stages.common import Log
 
     return Log(echo=note if json_out == "-" else echo, note=note,
-               progress=note if sys.stderr.isatty() else _quiet)
+               progress=note if sys.stderr.isatty() else _quiet, status=note)
 
 
 OUTPUT_NAMES = ("output", "keep_onnx", "workdir", "json_out")
