@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import VnexportError
-from ..triton import (DEFAULT_WORKSPACE_BYTES, ModelFolder, ServingOptions, batching_note, default_name, model_folders,
-                      parse_config, read_facts, read_labels, write_repository)
+from ..triton import (DEFAULT_WORKSPACE_BYTES, ModelFolder, ServingOptions, batching_note,
+                      default_name, model_folders, parse_config, read_facts, read_labels,
+                      write_repository)
 from .common import Log, Result, parse_ints
 
 
