@@ -928,8 +928,9 @@ SERVE_HOST = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
 SERVE_HTTP = typer.Option(8000, "--http-port")
 SERVE_GRPC = typer.Option(8001, "--grpc-port")
 SERVE_METRICS = typer.Option(8002, "--metrics-port")
-SERVE_JSON = typer.Option(False, "--json", help="Print the ready report as one JSON line "
-    "instead of text.")
+SERVE_JSON = typer.Option(None, "--json", metavar="FILE|-", help="The ready report as JSON: "
+    "to FILE (written once the server is ready; the text still printed), or - for one JSON "
+    "line on stdout instead of the text.")
 
 
 @app.command()
@@ -970,13 +971,17 @@ def serve(
     http_port: int = SERVE_HTTP,
     grpc_port: int = SERVE_GRPC,
     metrics_port: int = SERVE_METRICS,
-    as_json: bool = SERVE_JSON,
+    json_out: Optional[str] = SERVE_JSON,
 ) -> None:
     """Run Triton here (the nvidia-pytriton wheel's server, CPU) until Ctrl-C or SIGTERM."""
     from .stages import serve as stage
 
+    plan_json(locals())
+
     def ready(result) -> None:
-        for line in [json.dumps(result.to_dict())] if as_json else result.ready_lines():
+        if json_out not in (None, "-"):
+            write_json(json_out, result.to_dict())
+        for line in [json.dumps(result.to_dict())] if json_out == "-" else result.ready_lines():
             echo(line)
 
     lines = log()
