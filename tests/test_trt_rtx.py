@@ -425,6 +425,12 @@ def test_cli_without_no_verify_exit3_one_line_nothing_written(cli_ckpt, tmp_path
     (["--builder", "tensorrt-rtx", "--timing-cache", "t.cache"], "--timing-cache: TensorRT-RTX"),
     (["--builder", "tensorrt", "--compute-capability", "8.0"], "applies to --builder tensorrt-rtx"),
     (["--compute-capability", "sm80"], "MAJOR.MINOR"),
+    (["--builder", "tensorrt-rtx", "--version-compatible"],
+     "--version-compatible: TensorRT-RTX has no such setting"),
+    (["--builder", "tensorrt-rtx", "--version-compatible", "--exclude-lean-runtime"],
+     "--version-compatible: TensorRT-RTX has no such setting"),
+    (["--compute-capability", "8.0", "--version-compatible"], "cannot be combined"),
+    (["--exclude-lean-runtime"], "add --version-compatible"),
 ])
 def test_cli_option_conflicts_exit2_before_any_runtime(cli_ckpt, tmp_path, args, msg):
     code, out, err = invoke("trt", cli_ckpt, *SMALL_ARGS, *args, "-o", tmp_path / "m.engine")

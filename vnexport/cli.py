@@ -378,6 +378,14 @@ TrtHardwareCompatOpt = Annotated[HardwareCompat, typer.Option("--hardware-compat
     help="Datacenter TensorRT. none: this GPU's architecture only; ampere+: one engine for A100 "
     "and newer (built on Ampere or newer; may be slower); same-cc: GPUs of this compute "
     "capability.")]
+TrtVersionCompatibleOpt = Annotated[bool, typer.Option("--version-compatible",
+    help="Datacenter TensorRT: a version-compatible engine (BuilderFlag.VERSION_COMPATIBLE), "
+    "which later TensorRT versions of the same major version load too; Triton loads it with "
+    "tritonserver --backend-config=tensorrt,version-compatible=true. Recorded in the "
+    "provenance.")]
+TrtExcludeLeanRuntimeOpt = Annotated[bool, typer.Option("--exclude-lean-runtime",
+    help="With --version-compatible: leave TensorRT's lean runtime out of the plan "
+    "(BuilderFlag.EXCLUDE_LEAN_RUNTIME; smaller; the loading side supplies it).")]
 TrtBuilderOptLevelOpt = Annotated[Optional[int], typer.Option("--builder-opt-level", min=0, max=5,
     help="Builder optimization level 0..5 (TensorRT default 3; higher builds longer, may run "
     "faster).")]
@@ -713,6 +721,8 @@ def trt(
     workspace: TrtWorkspaceOpt = None,
     timing_cache: TrtTimingCacheOpt = None,
     hardware_compat: TrtHardwareCompatOpt = HardwareCompat.none,
+    version_compatible: TrtVersionCompatibleOpt = False,
+    exclude_lean_runtime: TrtExcludeLeanRuntimeOpt = False,
     builder_opt_level: TrtBuilderOptLevelOpt = None,
     reference: TrtReferenceOpt = None,
     key: KeyOpt = Key.auto,
@@ -744,10 +754,8 @@ def trt(
     training form when a checkpoint is at hand (the source, or --reference), else against ONNX
     Runtime on the same file. Tolerances by precision: fp32 max rel err 1e-4 and 100% top-1
     (TF32 off); fp16 cosine >= 0.9999 and top-1 >= 99%; int8 top-1 >= 98%. A failed check
-    exits 1 and writes nothing. No CUDA GPU to run the engine on: add --no-verify.
-
-    Order of checks: options and input files first (exit 2, also without TensorRT), then the
-    runtime (the builder, and a GPU unless --no-verify: exit 3 with one line), then the build.
+    exits 1 and writes nothing. No CUDA GPU to run the engine on: add --no-verify. Checks:
+    options and inputs (exit 2), the runtime (builder; GPU unless --no-verify: 3), the build.
     """
     from .stages import trt as stage
     from .trt import BuildOptions, parse_compute_capabilities

@@ -149,6 +149,8 @@ def run_engine(path: Path) -> EngineInfoResult:
         facts["engine"], missing = None, e
         facts["not_loaded"] = str(e)
     facts["header_status"] = header_status(hc)
+    if facts.get("provenance") and facts.get("builder", "tensorrt") == "tensorrt":
+        facts["serving"] = trt.compat.serving_facts(facts)
     return EngineInfoResult(report=facts, text=_engine_text(facts), missing=missing)
 
 
@@ -196,6 +198,8 @@ def _engine_text(f: dict) -> list[str]:
                                   if f.get("profile") else "-"),
                 "verified    " + (("PASS" if ver.get("passed") else "FAIL") + f" ({ver})"
                                   if ver else f"no: {f.get('verification_skipped')}")]
+    if f.get("serving"):
+        out += trt.compat.serving_lines(f)
     out.append(_header_line(f["header_check"]))
     if f.get("not_loaded"):
         out.append(f"tensors     not read here: {f['not_loaded']}")

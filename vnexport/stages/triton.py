@@ -11,6 +11,7 @@ from ..errors import VnexportError
 from ..triton import (DEFAULT_WORKSPACE_BYTES, ModelFolder, ServingOptions, batching_note,
                       default_name, model_folders, parse_config, read_facts, read_labels,
                       write_repository)
+from ..trt import compat, read_provenance
 from .common import Log, Result, parse_ints
 
 
@@ -90,6 +91,11 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         new = model_folders(facts, serving_options(opts, path, facts.classes))
         described = [_describe(f, path) for f in new]
         described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
+        if facts.kind == "engine":
+            prov = read_provenance(path) or {}
+            described[0]["serving"] = compat.serving_facts(prov)
+            notes += [f"{path.name}: {' '.join(line.split())}"
+                      for line in compat.serving_lines(prov)]
         models += described
         folders += new
         if batching_note(facts):
