@@ -274,6 +274,12 @@ def test_tensorrt_accelerator_config(files, tmp_path, precision, mode):
     r = run(path, output=repo, accelerator="tensorrt", workspace=0.5, preferred_batch="4")
     cfg = parse(repo / precision / "config.pbtxt")
     assert (cfg.platform, cfg.max_batch_size) == ("onnxruntime_onnx", 8)
+    out = proto.graph.output[0]
+    (i,), (o,) = cfg.input, cfg.output
+    assert (i.name, list(i.dims)) == (inp.name, [c, h, w])
+    assert (o.name, list(o.dims)) == (out.name, [out.type.tensor_type.shape.dim[1].dim_value])
+    np_in = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name
+    assert dtype(i) == {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}[np_in]
     assert [g.kind for g in cfg.instance_group] == [KIND_GPU]
     name, params = _accelerator(cfg)
     shape = f"{c}x{h}x{w}"
