@@ -189,3 +189,20 @@ def test_serve_option_refusals(files, tmp_path):
     assert_one_line_error(cli("serve", tmp_path / "missing"), 2, "missing", "no such file")
     assert_one_line_error(cli("serve", files["engine"]), 3, "small.engine",
                           "TensorRT backend")
+
+
+def test_container_table_semantics():
+    """trt/compat.py: an exact plan needs its own TensorRT (compared on the parts the matrix
+    names); a version-compatible one also loads on later ones of the same major version."""
+    from vnexport.trt import compat
+
+    assert compat.carries("10.3.0", "10.3.0.26", False)
+    assert not compat.carries("10.4.0", "10.3.0.26", False)
+    assert compat.carries("10.4.0", "10.3.0.26", True)
+    assert not compat.carries("10.0.1", "10.3.0.26", True)  # older: never
+    assert not compat.carries("11.0.0", "10.3.0.26", True)  # another major version
+    assert compat.containers_for("10.4.0.1") == ["24.09", "24.10"]
+    assert compat.containers_for(None) == [] and compat.containers_for("10.99") == []
+    facts = compat.serving_facts({"tensorrt_version": "10.13.3.9", "version_compatible": False})
+    assert facts["triton_releases"] == ["25.11", "25.12"] and facts["tritonserver_flag"] is None
+    assert facts["containers"][0] == "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"
