@@ -178,6 +178,7 @@ def test_interrupted_bench_keeps_its_finished_rows(small, tmp_path, signum):
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
     out = lines + rest.splitlines()
     assert row in out and not any(ln.split()[:1] == ["1024"] for ln in out)
     assert "interrupted: batch sizes finished: 1 (of 1, 1024)" in out

@@ -184,7 +184,10 @@ def _run(opts: BenchOptions, batches: tuple[int, ...], log: Log) -> Result:
               "results": [r.to_dict() for r in results]}
     if not interrupted:
         return Result(report)
-    done = ", ".join(str(r.batch) for r in results) or "none"
+    if not results:  # nothing finished: nothing to report, as any interrupted command
+        raise KeyboardInterrupt
+    log.defer("interrupted")
+    done = ", ".join(str(r.batch) for r in results)
     report.update(interrupted=True, batches_asked=list(batches))
     return Result(report, closing=[f"interrupted: batch sizes finished: {done} (of "
                                    f"{', '.join(map(str, batches))})"],
