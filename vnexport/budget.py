@@ -72,6 +72,7 @@ class BudgetReport:
     top1: float = 0.0
     equalization: Optional[EqualizeReport] = None
     kept_float: list[KeptFloat] = field(default_factory=list)
+    stem_float: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -95,6 +96,25 @@ class BudgetReport:
             out.append(f"int8: {self.int8_convs} of {self.n_convs} Convs with int8 weights")
         return out
 
+    def equalization_lines(self) -> list[str]:
+        return [] if self.equalization is None else self.equalization.lines()
+
+    def changes(self) -> dict:
+        """What the int8 file changed, for its metadata."""
+        eq = self.equalization
+        return {"equalized_pairs": [] if eq is None else [
+                    {"first": p.first, "second": p.second, "via": list(p.via),
+                     "scales": [p.smallest_scale, p.largest_scale]} for p in eq.pairs],
+                "equalization_max_rel_err": None if eq is None else eq.max_rel_err,
+                "kept_float": [asdict(k) for k in self.kept_float] + [
+                    {"node": n, "reason": "stem conv (fan-in 48), float unless --int8-stem"}
+                    for n in self.stem_float],
+                "int8_convs": self.int8_convs, "convs": self.n_convs,
+                "eval": None if not self.n_eval else {
+                    "images": self.n_eval, "reference_top1": self.reference_top1,
+                    "top1": self.top1, "max_drop": self.max_drop},
+                "attempts": [asdict(a) for a in self.attempts]}
+
     def failure(self) -> str:
         b = self.best
         return (f"int8 not within --max-drop {self.max_drop:g}: the best top-1 reached is "
@@ -103,7 +123,10 @@ class BudgetReport:
 
 
 def top1(model: onnx.ModelProto, x: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy (percent) of ``model`` on ONNX Runtime's CPU provider."""
+    """Top-1 accuracy (percent) of ``model`` on ONNX Runtime's CPU provider (nan without
+    images)."""
+    if not len(x):
+        return float("nan")
     out = ort.run(ort.session(model, device="cpu"), x, batch=8)
     return float((out.argmax(1) == np.asarray(labels)).mean() * 100.0)
 
@@ -123,12 +146,15 @@ class _Run:
     opts: dict
     cache: Path
     equalized: bool
+    user_cache: bool = False
     report: Int8Report = field(default_factory=lambda: Int8Report("minmax", "int8"))
 
     def quantize(self, exclude: list[str]) -> onnx.ModelProto:
         rep = Int8Report(self.opts["method"], self.opts["activation_type"])
         q = to_int8(self.graph, self.calib_x, cache_path=self.cache, report=rep,
                     exclude=exclude, **self.opts)
+        if not self.user_cache:  # a temporary file: the ranges are reused, not kept
+            rep.cache = None
         if not exclude:
             self.report = rep
         return q
@@ -183,16 +209,16 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_x: np.ndarray, budget: B
     log = BudgetReport(budget.reference_top1, budget.max_drop, len(budget.x))
     opts = dict(method=method, activation_type=activation_type, quantize_stem=quantize_stem)
     stem = [] if quantize_stem else stem_nodes(fp32)
-    log.n_convs = len(conv_nodes(fp32))
+    log.n_convs, log.stem_float = len(conv_nodes(fp32)), stem
     with tempfile.TemporaryDirectory(prefix="vnexport-budget-") as tmp:
         runs = []
         if budget.equalize is not True:
             runs.append(_Run(fp32, calib_x, budget, opts, Path(cache_path or Path(tmp) / "p.json"),
-                             False))
+                             False, cache_path is not None))
         if budget.equalize is not False:
             eq, eq_report = equalize_checked(fp32, calib_x)
             runs.append(_Run(eq, calib_x, budget, opts,
-                             Path(cache_path or Path(tmp) / "e.json"), True))
+                             Path(cache_path or Path(tmp) / "e.json"), True, cache_path is not None))
         chosen = None
         for run in runs:
             if run.equalized:

@@ -255,6 +255,18 @@ Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and outp
 CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ranges are stored "
                         "under sha256(fp32 model, calibration inputs, method); a rebuild with the "
                         "same ones skips calibration.")
+EvalImagesOpt = typer.Option(None, "--eval-images", help="INT8: labelled images (one subfolder "
+                             "per class, class index = position in the sorted folder names) "
+                             "on which the int8 file's top-1 is measured against the fp32 "
+                             "reference's; with --max-drop, the budget it must keep to.")
+MaxDropOpt = typer.Option(None, "--max-drop", min=0.0, max=100.0, help="INT8 (with "
+                          "--eval-images): the most top-1 points the int8 file may lose. Tried "
+                          "in turn: plain int8, cross-layer equalized int8, then the most "
+                          "sensitive Convs kept float (at least half stay int8). Missed: "
+                          "exit 1, nothing written, the best top-1 reached is printed.")
+EqualizeOpt = typer.Option(None, "--equalize/--no-equalize", help="INT8: cross-layer range "
+                           "equalization before quantizing (fp32 outputs checked unchanged). "
+                           "Default: only when plain int8 misses --max-drop.")
 Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
                            "(default: it stays float; its fan-in of 48 makes it the layer most "
                            "hurt by int8, for ~1.5% of the multiply-adds).")
@@ -623,6 +635,9 @@ def onnx_command(
     fp16_io: bool = Fp16IoOpt,
     cache: Optional[Path] = CacheOpt,
     int8_stem: bool = Int8StemOpt,
+    eval_images: Optional[Path] = EvalImagesOpt,
+    max_drop: Optional[float] = MaxDropOpt,
+    equalize: Optional[bool] = EqualizeOpt,
     key: Key = KeyOpt,
     model: Optional[str] = ModelOpt,
     strides: Optional[str] = StridesOpt,
@@ -674,6 +689,9 @@ def quantize(
     fp16_io: bool = Fp16IoOpt,
     cache: Optional[Path] = CacheOpt,
     int8_stem: bool = Int8StemOpt,
+    eval_images: Optional[Path] = EvalImagesOpt,
+    max_drop: Optional[float] = MaxDropOpt,
+    equalize: Optional[bool] = EqualizeOpt,
     reference: Optional[Path] = QUANTIZE_REFERENCE,
     key: Key = KeyOpt,
     model: Optional[str] = ModelOpt,
