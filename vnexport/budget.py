@@ -43,7 +43,7 @@ class Budget:
     equalize: Optional[bool] = None
 
     def within(self, top1: float) -> bool:
-        # rounding of a percentage over n images: one image is 100/n points
+        # 1e-9: the two percentages are computed over the same images; equal counts must pass
         return self.max_drop is None or self.reference_top1 - top1 <= self.max_drop + 1e-9
 
 
@@ -88,7 +88,7 @@ class BudgetReport:
         out = [f"int8 budget: reference top-1 {self.reference_top1:.2f}% on {self.n_eval} eval "
                f"images{budget}"]
         out += [f"int8 budget: tried {a.label}: top-1 {a.top1:.2f}% "
-                f"(drop {self.reference_top1 - a.top1:+.2f} points)" for a in self.attempts]
+                f"(drop {self.reference_top1 - a.top1:.2f} points)" for a in self.attempts]
         if self.equalization is not None:
             out += self.equalization.lines()
         out += [f"int8: kept float: {k.node}: {k.reason}" for k in self.kept_float]
