@@ -155,6 +155,30 @@ def main() -> None:
     write_report(args.out, info, ref, rows, logs, failed, len(y))
 
 
+def notes(ref: float, rows, logs) -> list[str]:
+    """What the table shows, from its own figures."""
+    said = [ln for text in logs.values() for ln in text.splitlines()
+            if ln.startswith("int8 budget: reference top-1")]
+    fp32_ms = next((ms for k, _, _, ms, _ in rows if k == "fp32 ONNX"), None)
+    out = ["## Notes", ""]
+    if said:
+        out.append(f"- vnexport's own figures (the budget is judged on them): \"{said[0]}\". "
+                   "They can differ from this script's: vnexport's preprocessing "
+                   "(verify.preprocess) is used for the eval images there, this script's "
+                   "(no resize at 32x32) here.")
+    plain = next((t for k, t, *_ in rows if k.startswith("plain")), None)
+    equal = next((t for k, t, *_ in rows if k.startswith("equalized")), None)
+    if plain is not None and equal is not None:
+        out.append(f"- the planted channel: plain per-tensor int8 {plain:.2f}% against "
+                   f"{ref:.2f}% fp32; cross-layer equalization alone brings it to "
+                   f"{equal:.2f}% (weights only, no float layers).")
+    if fp32_ms:
+        out.append("- latency: at this size (tens of KiB, 32x32) the Q/DQ work is not paid "
+                   "back by int8 arithmetic on ORT's CPU provider; see "
+                   "precision_speed_<machine>.md for full-size VanillaNets.")
+    return out
+
+
 def write_report(out: Path, info: dict, ref: float, rows, logs, failed, n: int) -> None:
     lines = [
         "# int8 within an accuracy budget: a VanillaNet with a planted wide-range channel",
@@ -175,7 +199,7 @@ def write_report(out: Path, info: dict, ref: float, rows, logs, failed, n: int) 
     lines += [f"| {k} | {t:.2f} | {ref - t:.2f} | {c} | {ms:.3f} | {kib:.0f} |"
               for k, t, c, ms, kib in rows]
     lines += [f"| {k} | not written (exit {v[2]}) | | | | |" for k, v in failed.items()]
-    lines += ["", "## What the CLI said (int8 lines)", ""]
+    lines += ["", *notes(ref, rows, logs), "", "## What the CLI said (int8 lines)", ""]
     for k, text in logs.items():
         keep = [ln for ln in text.splitlines() if ln.startswith(("int8", "equalized",
                                                                   "verify", "verifying"))]

@@ -71,8 +71,8 @@ def split(calib_dir: Optional[Path], calib_n: int, eval_dir: Optional[Path], n: 
     else:
         chosen = spread(files, _classes(source, files), n)
         text = (f"{len(chosen)} real images from {source} {where}, spread over its classes, "
-                f"also used for calibration (only {len(files)} found: too few to hold "
-                f"{n} out of {len(calib)} calibration images)")
+                f"also used for calibration ({len(files)} found, {len(calib)} of them "
+                f"calibrating: too few to hold {n} out)")
     return Split(calib, chosen, text)
 
 
@@ -90,6 +90,7 @@ def labelled_inputs(root: Path, img_size: int, limit: int = MAX_INPUTS) -> Label
     samples = spread(list(folder.samples), [c for _, c in folder.samples], limit)
     x = load([p for p, _ in samples], img_size).numpy()
     y = np.asarray([c for _, c in samples])
-    used = "all" if len(samples) == len(folder.samples) else f"{len(samples)}, spread,"
+    used = ("all used" if len(samples) == len(folder.samples)
+            else f"{len(samples)} used, spread over the classes")
     return Labelled(x, y, f"{len(samples)} labelled images of {len(folder.classes)} classes "
-                          f"from {root} ({len(folder.samples)} found, {used} used)")
+                          f"from {root} ({len(folder.samples)} found, {used})")
