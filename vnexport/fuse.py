@@ -27,7 +27,8 @@ def check_exact(ckpt: Checkpoint) -> None:
 
 
 def deploy_model(ckpt: Checkpoint, allow_inexact: bool = False) -> VanillaNet:
-    """The deploy-form network of ``ckpt`` (folded and merged in float64, stored in float32)."""
+    """The deploy-form network of ``ckpt`` (folded and merged in
+    ``model.FUSE_DTYPE``, float32, stored in the checkpoint's dtype)."""
     if ckpt.form == "deploy":
         return ckpt.build_model()
     if not allow_inexact:
@@ -78,8 +79,10 @@ def provenance(ckpt: Checkpoint, comparison: Comparison | None, **extra) -> dict
     return meta
 
 
-def save_deploy(path: Path, model: VanillaNet, meta: dict) -> None:
-    with atomic_output(path) as tmp:
+def save_deploy(path: Path, model: VanillaNet, meta: dict, overwrite: bool = False) -> None:
+    """The deploy checkpoint; an existing file only as planned (--force) or with
+    ``overwrite``."""
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
         torch.save({"model": deploy_state_dict(model), "vnexport": meta}, tmp)
 
 

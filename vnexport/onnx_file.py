@@ -58,10 +58,11 @@ def serialize(model: onnx.ModelProto) -> bytes:
     return data
 
 
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` as one self-contained file (weights inside), atomically."""
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``model`` as one self-contained file (weights inside), atomically; an existing
+    file only as planned (--force) or with ``overwrite``."""
     path = Path(path)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
         write_onnx(model, tmp)
     return path
 
@@ -137,6 +138,17 @@ def set_metadata(model: onnx.ModelProto, data: dict, sort_keys: bool = False) ->
 
 def get_metadata(model: onnx.ModelProto | str | os.PathLike) -> dict[str, str]:
     return {p.key: p.value for p in _graph(model).metadata_props}
+
+
+def stored_max_batch(model: onnx.ModelProto | str | os.PathLike) -> int | None:
+    """The ``max_batch`` metadata ``onnx --dynamic-batch --max-batch N`` stores (a positive
+    integer), else None."""
+    try:
+        value = json.loads(get_metadata(model)["max_batch"])
+    except (KeyError, ValueError):
+        return None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value if ok else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from ..checkpoint import sha256_of
 from ..errors import MissingRuntimeError, VnexportError
 from ..fileio import atomic_output
-from ..onnx_file import detect_precision, load_onnx, read_onnx_input
+from ..onnx_file import detect_precision, load_onnx, read_onnx_input, stored_max_batch
 from .engine import infer
 from .options import HARDWARE_COMPAT, NO_GPU_TO_VERIFY, BuildOptions, Profile, resolve_profile
 from .provenance import make_provenance, provenance_path
@@ -54,6 +54,8 @@ def _config_loader(builder: str, trt, profile: Profile, options: BuildOptions):
     cache = None if options.timing_cache is None else str(options.timing_cache)
     return CreateConfig(
         tf32=False,
+        version_compatible=options.version_compatible or None,
+        exclude_lean_runtime=options.exclude_lean_runtime or None,
         load_timing_cache=cache if cache and Path(cache).is_file() else None,
         hardware_compatibility_level=None if options.hardware_compat == "none" else hw,
         **common)
@@ -81,6 +83,9 @@ def _config_facts(builder: str, trt, network, cfg) -> dict:
             _cc_text(cfg.get_compute_capability(i)) for i in range(cfg.num_compute_capabilities)]
     else:
         facts["hardware_compatibility_level"] = cfg.hardware_compatibility_level.name
+        for name in ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"):
+            flag = getattr(trt.BuilderFlag, name, None)
+            facts[name.lower()] = None if flag is None else bool(cfg.get_flag(flag))
     return facts
 
 
@@ -157,7 +162,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     options.validate()
     model = load_onnx(onnx_path, external_data=False)
     precision = detect_precision(onnx_path, model)
-    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path)
+    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path,
+                              stored_max_batch(model))
     runtime = runtime or require_builder(options, need_gpu=check is not None)
     if check is not None and not runtime.get("gpu"):
         raise MissingRuntimeError(NO_GPU_TO_VERIFY)
