@@ -31,6 +31,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -115,13 +116,69 @@ def _folder_writable(path: Path, option: str) -> None:
     tmp.unlink()
 
 
+def _real(path: PathLike) -> Path:
+    """``path`` with every link and ``..`` resolved (a missing tail kept as given)."""
+    return Path(os.path.realpath(path))
+
+
+def contains(folder: PathLike, path: PathLike) -> bool:
+    """Whether ``path`` lies inside ``folder`` (strictly; through links and ``..``)."""
+    return _real(folder) in _real(path).parents
+
+
+def overlaps(a: PathLike, b: PathLike) -> bool:
+    """Whether writing ``a`` could touch ``b`` or the reverse: one file, or one inside the
+    other (a file inside a folder, a folder inside a folder)."""
+    return same_file(a, b) or contains(a, b) or contains(b, a)
+
+
+def check_regular(path: PathLike, what: str | None = None) -> Path:
+    """Refuse, before anything opens it, a path that is not a regular file (missing, a folder,
+    a FIFO, a device, a socket): opening a FIFO would block."""
+    path = Path(path)
+    prefix = f"{what}: " if what else ""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise VnexportError(f"{prefix}no such file", path) from None
+    except OSError as e:
+        raise VnexportError(f"{prefix}cannot read it ({e.strerror or e})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise VnexportError(f"{prefix}is a directory, not a file", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise VnexportError(f"{prefix}not a regular file (a FIFO, device or socket)", path)
+    return path
+
+
 class OutputPlan:
-    """All the files one command will write, checked together before any work starts."""
+    """All the files (and model folders) one command will write, checked together before any
+    work starts. An output may not be an input, lie inside an input folder, or (a folder
+    output) hold an input; nor overlap another output of the command."""
 
     def __init__(self, inputs: Iterable[PathLike | None] = (), force: bool = False):
         self.inputs = [Path(p) for p in inputs if p is not None and str(p) != STDOUT]
         self.force = force
         self.outputs: list[Path] = []
+
+    def _check_clashes(self, path: Path, option: str, holds_inputs: bool = False) -> None:
+        """``holds_inputs``: a folder written into, not replaced, may hold inputs."""
+        for other in self.inputs:
+            if same_file(path, other):
+                raise VnexportError(f"{option} would overwrite the input {other}", path)
+            if contains(other, path):
+                raise VnexportError(f"{option} would write into the input folder {other}", path)
+            if contains(path, other) and not holds_inputs:
+                raise VnexportError(f"{option} would replace the folder holding the input "
+                                    f"{other}", path)
+        for other in self.outputs + (_COMMAND[-1] if _COMMAND else []):
+            if overlaps(path, other):
+                raise VnexportError(f"{option} is already another output of this command "
+                                    f"({other})", path)
+
+    def _reserve(self, path: Path) -> None:
+        self.outputs.append(path)
+        if _COMMAND:
+            _COMMAND[-1].append(path)
 
     def add(self, path: PathLike | None, option: str = "--output", *,
             update: bool = False) -> Path | None:
@@ -131,12 +188,7 @@ class OutputPlan:
         if path is None or str(path) == STDOUT:
             return None
         path = Path(path)
-        for other in self.inputs:
-            if same_file(path, other):
-                raise VnexportError(f"{option} would overwrite the input {other}", path)
-        for other in self.outputs + (_COMMAND[-1] if _COMMAND else []):
-            if same_file(path, other):
-                raise VnexportError(f"{option} is already another output of this command", path)
+        self._check_clashes(path, option)
         if os.path.lexists(path):
             if path.is_dir():
                 raise VnexportError(f"{option}: is a directory", path)
@@ -148,19 +200,19 @@ class OutputPlan:
         _folder_writable(path, option)
         clean_stale_temps(path.parent)
         _PLANNED[path.resolve()] = self.force or update
-        self.outputs.append(path)
-        if _COMMAND:
-            _COMMAND[-1].append(path)
+        self._reserve(path)
         return path
 
-    def add_folder(self, path: PathLike, option: str) -> Path:
-        """A folder the command creates or writes into (``demo --workdir``)."""
+    def add_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
+        """A folder the command creates or writes into (``demo --workdir``, a repository);
+        ``replace``: one it creates whole, replacing an existing one only with --force (a
+        Triton model folder)."""
         path = Path(path)
-        for other in self.inputs:
-            if same_file(path, other):
-                raise VnexportError(f"{option} is an input of this command", path)
+        self._check_clashes(path, option, holds_inputs=not replace)
         if os.path.lexists(path) and not path.is_dir():
             raise VnexportError(f"{option}: exists and is not a folder", path)
+        if replace and os.path.lexists(path) and not self.force:
+            raise VnexportError(f"{option} exists; pass --force to replace it", path)
         probe = path if path.is_dir() else path.parent
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
@@ -169,6 +221,8 @@ class OutputPlan:
         _folder_writable(probe / ".probe", option)
         if path.is_dir():
             clean_stale_temps(path)
+        if replace:
+            self._reserve(path)
         return path
 
 

@@ -470,9 +470,13 @@ class Int8Report:
     quantized_nodes: int = 0
     n_nodes: int = 0
     float_nodes: list[str] = field(default_factory=list)
+    # the cache entries to write once the command's verification passed (save_pending_cache)
+    pending_cache: dict | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("pending_cache")
+        return d
 
     def lines(self) -> list[str]:
         sym = "symmetric" if self.activation_type == "int8" else "asymmetric"
@@ -508,13 +512,16 @@ def calibrate(model_path: Path, reader: ArrayDataReader, cal_method, settings: I
 
 def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             cache_path: str | Path | None = None, activation_type: str = "int8",
-            report: Int8Report | None = None, quantize_stem: bool = False) -> onnx.ModelProto:
+            report: Int8Report | None = None, quantize_stem: bool = False,
+            save_cache: bool = True) -> onnx.ModelProto:
     """Explicit Q/DQ int8 graph calibrated on ``calib_x`` (see the module docstring).
 
     The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
     only 4*4*3 = 48 its rounding errors do not average out, and on the digits test model
     quantizing it costs 3 points of held-out accuracy against 0.2 without it, for ~1.5% of the
     network's multiply-adds (keeping the first layer in float is common int8 practice).
+    ``save_cache=False``: new ranges are held in ``report.pending_cache`` for the command to
+    write (:func:`save_pending_cache`) only once its verification passed.
     """
     from onnxruntime.quantization import QuantFormat, TensorsData, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -556,7 +563,10 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             report.calibration_seconds = time.perf_counter() - t
             if cache_path is not None:
                 entries[key] = json.loads(ranges_file.read_text())
-                _write_cache(cache_path, entries)
+                if save_cache:
+                    _write_cache(cache_path, entries)
+                else:
+                    report.pending_cache = entries
         q = onnx.load(out)
     report.float_nodes = [] if quantize_stem else stem_nodes(model)
     report.n_nodes = len(q.graph.node)
@@ -600,8 +610,9 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
                     method: str = "minmax", fp16_io: bool = False,
                     cache_path: str | Path | None = None, calib_is_random: bool = False,
                     activation_type: str = "int8", quantize_stem: bool = False,
-                    ) -> tuple[onnx.ModelProto, PrecisionReport]:
-    """Turn an fp32 ONNX model into ``precision`` (fp32 returns it unchanged)."""
+                    save_cache: bool = True) -> tuple[onnx.ModelProto, PrecisionReport]:
+    """Turn an fp32 ONNX model into ``precision`` (fp32 returns it unchanged).
+    ``save_cache=False``: an int8 cache is written later by :func:`save_pending_cache`."""
     if precision not in PRECISIONS:
         raise VnexportError(f"--precision: unknown precision {precision!r} "
                             f"({', '.join(PRECISIONS)})")
@@ -621,10 +632,19 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
         report.int8 = Int8Report(method, activation_type)
         model = to_int8(fp32_model, calib_x, method=method, cache_path=cache_path,
                         activation_type=activation_type, report=report.int8,
-                        quantize_stem=quantize_stem)
+                        quantize_stem=quantize_stem, save_cache=save_cache)
     set_metadata(model, {"vnexport.precision": precision,
                          "vnexport.precision_report": json.dumps(report.to_dict())})
     return model, report
+
+
+def save_pending_cache(report: PrecisionReport | None) -> None:
+    """Write the calibration cache that ``apply_precision(save_cache=False)`` held back (the
+    command calls this only once its verification passed)."""
+    int8 = report.int8 if report is not None else None
+    if int8 is not None and int8.pending_cache is not None and int8.cache:
+        _write_cache(Path(int8.cache), int8.pending_cache)
+        int8.pending_cache = None
 
 
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import VnexportError
-from ..triton import (ModelFolder, ServingOptions, batching_note, default_name, model_folders,
-                      parse_config, read_facts, read_labels, write_repository)
+from ..fileio import OutputPlan
+from ..triton import (ModelFolder, ServingOptions, batching_note, check_unique, default_name,
+                      input_files,
+                      model_folders, parse_config, read_facts, read_labels, write_repository)
 from .common import Log, Result, parse_ints
 
 
@@ -61,10 +63,14 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         raise VnexportError("give at least one artifact (an ONNX file or an engine)")
     if opts.name is not None and len(opts.artifacts) > 1:
         raise VnexportError("--name names one model; give one artifact with it")
+    if opts.name is not None and not opts.name.strip():
+        raise VnexportError(f"--name {opts.name!r}: give a model name (letters, digits, '_', "
+                            "'-', '.')")
     folders: list[ModelFolder] = []
-    models, notes = [], []
+    models, notes, inputs = [], [], [opts.labels]
     for path in map(Path, opts.artifacts):
         facts = read_facts(path)
+        inputs += input_files(facts)
         new = model_folders(facts, serving_options(opts, path, facts.classes))
         described = [_describe(f, path) for f in new]
         described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
@@ -72,6 +78,12 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         folders += new
         if batching_note(facts):
             notes.append(batching_note(facts))
+    check_unique(Path(opts.output), folders)
+    plan = OutputPlan(inputs, opts.force)  # never an input replaced, also with --force
+    plan.add_folder(opts.output, "--output")
+    for folder in folders:
+        plan.add_folder(Path(opts.output) / folder.name,
+                        f"--output: model folder {folder.name!r}", replace=True)
     write_repository(opts.output, folders, force=opts.force)
     for n in notes:
         log.note(f"note: {n}")
