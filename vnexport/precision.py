@@ -520,8 +520,7 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
     only 4*4*3 = 48 its rounding errors do not average out, and on the digits test model
     quantizing it costs 3 points of held-out accuracy against 0.2 without it, for ~1.5% of the
     network's multiply-adds (keeping the first layer in float is common int8 practice).
-    ``save_cache=False``: new ranges are held in ``report.pending_cache`` for the command to
-    write (:func:`save_pending_cache`) only once its verification passed.
+    ``save_cache=False``: new ranges wait in ``report.pending_cache`` (``save_int8_cache``).
     """
     from onnxruntime.quantization import QuantFormat, TensorsData, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -563,10 +562,9 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             report.calibration_seconds = time.perf_counter() - t
             if cache_path is not None:
                 entries[key] = json.loads(ranges_file.read_text())
+                report.pending_cache = entries
                 if save_cache:
-                    _write_cache(cache_path, entries)
-                else:
-                    report.pending_cache = entries
+                    save_int8_cache(report)
         q = onnx.load(out)
     report.float_nodes = [] if quantize_stem else stem_nodes(model)
     report.n_nodes = len(q.graph.node)
@@ -638,13 +636,17 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
     return model, report
 
 
-def save_pending_cache(report: PrecisionReport | None) -> None:
-    """Write the calibration cache that ``apply_precision(save_cache=False)`` held back (the
-    command calls this only once its verification passed)."""
-    int8 = report.int8 if report is not None else None
+def save_int8_cache(int8: Int8Report | None) -> None:
+    """Write the calibration cache entries ``to_int8(save_cache=False)`` held back."""
     if int8 is not None and int8.pending_cache is not None and int8.cache:
         _write_cache(Path(int8.cache), int8.pending_cache)
         int8.pending_cache = None
+
+
+def save_pending_cache(report: PrecisionReport | None) -> None:
+    """Write the calibration cache that ``apply_precision(save_cache=False)`` held back (the
+    command calls this only once its verification passed)."""
+    save_int8_cache(report.int8 if report is not None else None)
 
 
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,

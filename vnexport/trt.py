@@ -77,6 +77,7 @@ from . import __version__
 from .checkpoint import sha256_of
 from .errors import MissingRuntimeError, VnexportError
 from .fileio import atomic_output
+from .limits import split_list
 from .onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
 from .timing import latency_stats
 
@@ -207,7 +208,7 @@ def parse_compute_capabilities(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     out = []
-    for part in (p.strip() for p in str(text).split(",")):
+    for part in split_list(text, "--compute-capability"):
         major, dot, minor = part.partition(".")
         if not (dot and major.isdigit() and minor.isdigit()):
             raise VnexportError(f"--compute-capability takes MAJOR.MINOR values separated by "
@@ -725,7 +726,10 @@ def _engine_from_bytes(engine_bytes, path: object = None):
 
 
 def read_provenance(engine_path: str | os.PathLike) -> dict | None:
-    """``<engine>.json`` as written by build_engine, or None (absent or unreadable)."""
+    """``<engine>.json`` as written by build_engine, or None (absent, unreadable, or not a
+    regular file: a FIFO there must not block)."""
+    if not provenance_path(engine_path).is_file():
+        return None
     try:
         data = json.loads(provenance_path(engine_path).read_text())
     except (OSError, ValueError):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import trt
 from ..errors import MissingRuntimeError, VnexportError
+from ..fileio import check_regular
 from ..model import multiply_adds, parameter_count
 from ..onnx_file import detect_precision, get_metadata, load_onnx, op_inventory, read_onnx_input
 from ..runners import ENGINE_SUFFIXES, ONNX_SUFFIXES
@@ -125,6 +126,7 @@ class EngineInfoResult(InfoResult):
 
 
 def run_engine(path: Path) -> EngineInfoResult:
+    check_regular(path)
     facts = trt.engine_facts(path)
     missing = None
     try:
