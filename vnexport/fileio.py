@@ -277,9 +277,14 @@ def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]
     try:
         yield tmp
         _publish(tmp, path, replace)
-    except OSError as e:
+    except VnexportError:
         tmp.unlink(missing_ok=True)
-        raise VnexportError(f"could not write the output ({e.strerror or e})", path) from None
+        raise
+    except (OSError, RuntimeError) as e:  # a full disk, a file size limit, permissions (torch
+        tmp.unlink(missing_ok=True)       # and onnx report them as RuntimeError): the output
+        why = e.strerror if isinstance(e, OSError) and e.strerror else \
+            (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise VnexportError(f"could not write the output ({why})", path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import trt
 from ..errors import MissingRuntimeError, VnexportError
 from ..fileio import check_regular
+from ..quiet import third_party_output
 from ..model import multiply_adds, parameter_count
 from ..onnx_file import detect_precision, get_metadata, load_onnx, op_inventory, read_onnx_input
 from ..runners import ENGINE_SUFFIXES, ONNX_SUFFIXES
@@ -127,13 +128,14 @@ class EngineInfoResult(InfoResult):
 
 def run_engine(path: Path) -> EngineInfoResult:
     check_regular(path)
-    facts = trt.engine_facts(path)
     missing = None
-    try:
-        facts["engine"] = trt.engine_io(path)
-    except MissingRuntimeError as e:
-        facts["engine"], missing = None, e
-        facts["not_loaded"] = str(e)
+    with third_party_output(library="TensorRT"):  # its log: VNEXPORT_DEBUG=1
+        facts = trt.engine_facts(path)
+        try:
+            facts["engine"] = trt.engine_io(path)
+        except MissingRuntimeError as e:
+            facts["engine"], missing = None, e
+            facts["not_loaded"] = str(e)
     return EngineInfoResult(report=facts, text=_engine_text(facts), missing=missing)
 
 

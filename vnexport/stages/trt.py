@@ -27,6 +27,7 @@ from ..fuse import check_exact
 from ..onnx_export import export_onnx
 from ..onnx_file import (OnnxInput, check_image_input, detect_precision, load_onnx,
                          read_onnx_input)
+from ..quiet import third_party_output
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
 from .common import Log, Result, Source, check_img_size, comparison_lines, default_output, load
@@ -129,11 +130,12 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             check = _checker(ref, x, tol, onnx_path)
 
         echo(f"building a strongly typed {precision} engine from {onnx_path.name} ...")
-        res = trt.build_engine(onnx_path, output, options, img_size=img_size, check=check,
-                           reference=label, verification_inputs=vin, runtime=runtime,
-                           source_checkpoint=None if ckpt is None else {
-                               "file": ckpt.path.name, "sha256": ckpt.sha256,
-                               "variant": ckpt.variant, "form": ckpt.form})
+        with third_party_output(options.verbose, "TensorRT"):  # its log: --verbose
+            res = trt.build_engine(onnx_path, output, options, img_size=img_size, check=check,
+                                   reference=label, verification_inputs=vin, runtime=runtime,
+                                   source_checkpoint=None if ckpt is None else {
+                                       "file": ckpt.path.name, "sha256": ckpt.sha256,
+                                       "variant": ckpt.variant, "form": ckpt.form})
         if keep_onnx is not None and not from_onnx and res.written:
             with atomic_output(keep_onnx) as kept:
                 kept.write_bytes(onnx_path.read_bytes())
