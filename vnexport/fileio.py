@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 from .errors import VnexportError
 
 STDOUT = "-"
+_WRITE_FAILED = re.compile(r"writ|inline_container|no space|too large|quota", re.I)
 _TEMP = re.compile(r"^\..+\.vnexport-(\d+)-[0-9a-f]+\.tmp$")
 # resolved output path -> may it replace an existing file (force or update)
 _PLANNED: dict[Path, bool] = {}
@@ -280,8 +281,10 @@ def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]
     except VnexportError:
         tmp.unlink(missing_ok=True)
         raise
-    except (OSError, RuntimeError) as e:  # a full disk, a file size limit, permissions (torch
-        tmp.unlink(missing_ok=True)       # and onnx report them as RuntimeError): the output
+    except (OSError, RuntimeError) as e:  # a full disk, a file size limit, permissions: the
+        tmp.unlink(missing_ok=True)       # output is named (torch's writer: a RuntimeError)
+        if not (isinstance(e, OSError) or _WRITE_FAILED.search(str(e))):
+            raise
         why = e.strerror if isinstance(e, OSError) and e.strerror else \
             (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise VnexportError(f"could not write the output ({why})", path) from None
