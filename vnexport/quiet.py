@@ -42,6 +42,22 @@ def telling_line(log: str) -> str | None:
     return text[:300] or None
 
 
+class _Sink(io.TextIOBase):
+    """Python-level prints of a library, into the capture file; a failed write (a full disk)
+    is dropped: the library's chatter must not fail the command."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError):
+            os.write(self.fd, text.encode("utf-8", "replace"))
+        return len(text)
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
@@ -53,23 +69,19 @@ def _redirected(target) -> Iterator[None]:
     _flush()
     saved = [os.dup(1), os.dup(2)]
     streams = sys.stdout, sys.stderr
-    text = io.TextIOWrapper(os.fdopen(os.dup(target.fileno()), "wb"), write_through=True)
+    text = _Sink(target.fileno())
     try:
         os.dup2(target.fileno(), 1)
         os.dup2(target.fileno(), 2)
         sys.stdout = sys.stderr = text
         yield
     finally:
-        with contextlib.suppress(Exception):
-            text.flush()
         sys.stdout, sys.stderr = streams
         _flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
-        with contextlib.suppress(Exception):
-            text.close()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .fileio import atomic_output
 from .model import VanillaNet, VanillaNetConfig, build, variant_name
 
 
@@ -81,5 +82,6 @@ def write_training_checkpoint(path: str | Path, cfg: VanillaNetConfig, seed: int
     path = Path(path)
     model = random_training_model(cfg, seed)
     ema = random_training_model(cfg, seed + 1) if with_ema else None
-    torch.save(training_checkpoint(model, epoch=epoch, ema=ema, **kw), path)
+    with atomic_output(path) as tmp:  # a failed write names the file, leaves nothing
+        torch.save(training_checkpoint(model, epoch=epoch, ema=ema, **kw), tmp)
     return path
