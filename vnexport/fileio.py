@@ -204,16 +204,22 @@ class OutputPlan:
         self._reserve(path)
         return path
 
-    def add_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
-        """A folder the command creates or writes into (``demo --workdir``, a repository);
-        ``replace``: one it creates whole, replacing an existing one only with --force (a
-        Triton model folder)."""
+    def check_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
+        """``add_folder``'s checks without touching the file system (so that several folders
+        are all checked before any of them is probed)."""
         path = Path(path)
         self._check_clashes(path, option, holds_inputs=not replace)
         if os.path.lexists(path) and not path.is_dir():
             raise VnexportError(f"{option}: exists and is not a folder", path)
         if replace and os.path.lexists(path) and not self.force:
             raise VnexportError(f"{option} exists; pass --force to replace it", path)
+        return path
+
+    def add_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
+        """A folder the command creates or writes into (``demo --workdir``, a repository);
+        ``replace``: one it creates whole, replacing an existing one only with --force (a
+        Triton model folder)."""
+        path = self.check_folder(path, option, replace=replace)
         probe = path if path.is_dir() else path.parent
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent

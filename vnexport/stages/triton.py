@@ -80,10 +80,13 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
             notes.append(batching_note(facts))
     check_unique(Path(opts.output), folders)
     plan = OutputPlan(inputs, opts.force)  # never an input replaced, also with --force
+    targets = {Path(opts.output) / f.name: f"--output: model folder {f.name!r}" for f in folders}
+    plan.check_folder(opts.output, "--output")
+    for path, option in targets.items():  # all checked before the repository is probed
+        plan.check_folder(path, option, replace=True)
     plan.add_folder(opts.output, "--output")
-    for folder in folders:
-        plan.add_folder(Path(opts.output) / folder.name,
-                        f"--output: model folder {folder.name!r}", replace=True)
+    for path, option in targets.items():
+        plan.add_folder(path, option, replace=True)
     write_repository(opts.output, folders, force=opts.force)
     for n in notes:
         log.note(f"note: {n}")

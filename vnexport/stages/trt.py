@@ -11,6 +11,7 @@ called through the module (``trt.build_engine``) so that tests can stand in for 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -88,6 +89,18 @@ def _checker(ref: np.ndarray, x, tol, onnx_path: Path):
     return check
 
 
+@contextlib.contextmanager
+def _named(onnx_path: Path, source: Path):
+    """An error about the temporary ONNX file exported from a checkpoint names the checkpoint
+    (the file the user gave), never the temporary path."""
+    try:
+        yield
+    except VnexportError as e:
+        if e.path == str(onnx_path) and onnx_path != source:
+            e.path = str(source)
+        raise
+
+
 def build_from_source(source: Path, output: Path, precision: str, options: BuildOptions, *,
                       ckpt=None, from_onnx: bool, runtime: dict,
                       verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
@@ -130,7 +143,8 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             check = _checker(ref, x, tol, onnx_path)
 
         echo(f"building a strongly typed {precision} engine from {onnx_path.name} ...")
-        with third_party_output(options.verbose, "TensorRT"):  # its log: --verbose
+        with third_party_output(options.verbose, "TensorRT"), \
+                _named(onnx_path, source):  # TensorRT's log: --verbose
             res = trt.build_engine(onnx_path, output, options, img_size=img_size, check=check,
                                    reference=label, verification_inputs=vin, runtime=runtime,
                                    source_checkpoint=None if ckpt is None else {
