@@ -1347,3 +1347,134 @@ def test_json_dash_is_pure_json(command, arts, tmp_path):
                           capture_output=True, text=True)
     assert tool.returncode == 0, f"stdout is not JSON:\n{r.stdout[:2000]}"
     assert isinstance(json.loads(r.stdout), dict)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 17: serve against a port another real Triton holds; signals during triton, trt, serve
+
+
+def _popen(args, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.pop("VNEXPORT_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "vnexport", *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed its own SIGTERM handler (SigCgt of /proc/PID/status):
+    from then on a SIGTERM is the command's interrupt, not the default death."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt")),
+                 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _interrupted(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    return out, err
+
+
+def _our_servers(repo: Path) -> list[int]:
+    """tritonserver processes serving ``repo``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part == f"--model-repository={repo}".encode() for part in cmd):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_serve_refuses_a_port_another_triton_holds(arts, tmp_path):
+    """A second real Triton listens on the HTTP port: exit 2, one line naming the port, no
+    "ready", nothing left running; the other server is untouched (then stopped by its PID)."""
+    _need_server()
+    from vnexport.triton_server import TritonServer
+
+    other_dir, mine_dir = tmp_path / "other", tmp_path / "mine"
+    other_dir.mkdir(), mine_dir.mkdir()
+    http, grpc, metrics = free_ports()
+    other = TritonServer(_python_repo(other_dir, arts, "other"), http_port=http,
+                         grpc_port=grpc, metrics_port=metrics)
+    other.start()
+    try:
+        assert {m["name"] for m in other.wait_ready(240)} == {"other"}
+        repo = _python_repo(mine_dir, arts, "mine")
+        before = snapshot(mine_dir)
+        r = vnexport(["serve", repo, *_serve_ports(http)], cwd=mine_dir, timeout=240)
+        assert r.returncode == 2, r.stderr
+        line = one_error_line(r)
+        assert "--http-port" in line and str(http) in line, line
+        assert "ready" not in r.stdout and r.stdout.strip() == "", r.stdout
+        assert _our_servers(repo) == [], "a server of this repository is left running"
+        assert snapshot(mine_dir) == before
+        assert other.ready() and other.process.poll() is None  # the other one still serves
+    finally:
+        other.stop()
+    assert other.process.poll() is not None
+
+
+def test_sigterm_during_triton_leaves_nothing(arts, tmp_path):
+    """SIGTERM while `vnexport triton` works (as soon as it handles the signal): exit 130,
+    "interrupted", no repository, no staging folder."""
+    for k in range(6):
+        put(arts.onnx, tmp_path, f"m{k}.onnx")
+    before = snapshot(tmp_path)
+    proc = _popen(["triton", *[f"m{k}.onnx" for k in range(6)], "-o", "repo"], tmp_path)
+    _wait_until(lambda: _handles_sigterm(proc.pid), proc)
+    _interrupted(proc)
+    assert snapshot(tmp_path) == before
+
+
+def test_sigterm_during_a_trt_build_keeps_nothing(arts, tmp_path):
+    """SIGTERM during TensorRT-RTX's build of a checkpoint's engine with --keep-onnx: exit
+    130, no engine, no provenance, no kept ONNX file."""
+    _need_rtx()
+    ck = put(arts.training, tmp_path, "ck.pth")
+    before = snapshot(tmp_path)
+    proc = _popen(["trt", ck, "--keep-onnx", "k.onnx", "--no-verify", "-o", "e.engine",
+                   "--builder", "tensorrt-rtx", *FUSE], tmp_path)
+    _wait_until(lambda: "building" in proc.stdout.readline(), proc, timeout=180)
+    _interrupted(proc)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("target", ["repository", "onnx"])
+def test_sigterm_stops_serve_with_130_whatever_the_target(target, arts, tmp_path):
+    """`vnexport serve` of a repository or of an ONNX file, stopped by SIGTERM once ready:
+    the same exit code (130), its server gone, nothing left in the folder."""
+    _need_server()
+    what = _python_repo(tmp_path, arts) if target == "repository" else put(arts.onnx, tmp_path)
+    before = snapshot(tmp_path)
+    proc = _popen(["serve", what, "--json", *_serve_ports()], tmp_path)
+    try:
+        report = json.loads(proc.stdout.readline() or "null")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert report and report["pid"], proc.stderr.read() if proc.poll() is not None else ""
+    _interrupted(proc)
+    assert not Path(f"/proc/{report['pid']}").exists()
+    assert snapshot(tmp_path) == before

@@ -5,6 +5,7 @@ Stops cleanly on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import signal
 import socket
@@ -144,6 +145,23 @@ def artifact_repository(artifact: Path, folder: Path) -> Path:
     return repo
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or no hard links there
+        shutil.copy2(src, dst)
+
+
+def linked_copy(repo: Path, dst: Path) -> Path:
+    """``repo`` as hard links (copies where links cannot be made) under ``dst``: the server
+    reads the same bytes, and whatever it writes lands in ``dst``, never in the user's folder."""
+    try:
+        shutil.copytree(repo, dst, copy_function=_link_or_copy, symlinks=False)
+    except (OSError, shutil.Error) as e:
+        raise VnexportError(f"cannot prepare the repository for serving ({e})", repo) from None
+    return dst
+
+
 def start(opts: ServeOptions, workdir: Path) -> tuple[TritonServer, ServeResult]:
     """Check, prepare the repository, start the server and wait until it is ready."""
     check_options(opts)
@@ -152,11 +170,18 @@ def start(opts: ServeOptions, workdir: Path) -> tuple[TritonServer, ServeResult]
     repo = target if target.is_dir() else artifact_repository(target, workdir)
     check_repository(repo)
     check_ports_free(opts)
+    if repo == target:  # the server writes into what it serves (__pycache__): a linked copy
+        repo = linked_copy(target, workdir / "repository")
     server = TritonServer(repo, host=opts.host, http_port=opts.http_port,
                           grpc_port=opts.grpc_port, metrics_port=opts.metrics_port)
     server.start()
     try:
         models = check_identity(server, repo, opts, server.wait_ready(opts.ready_timeout))
+    except VnexportError as e:
+        server.stop()
+        if e.path == str(repo):
+            e.path = str(target)
+        raise
     except BaseException:
         server.stop()
         raise
