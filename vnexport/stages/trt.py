@@ -27,7 +27,7 @@ from ..fileio import OutputPlan, atomic_output, check_regular
 from ..fuse import check_exact
 from ..onnx_export import export_onnx
 from ..onnx_file import (OnnxInput, check_image_input, detect_precision, load_onnx,
-                         read_onnx_input)
+                         read_onnx_input, stored_max_batch)
 from ..quiet import third_party_output
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
@@ -121,7 +121,11 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
             export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
                               allow_inexact)
-        inp = read_onnx_input(onnx_path)
+        model = load_onnx(onnx_path, external_data=False)
+        inp = read_onnx_input(onnx_path, model)
+        echo("profile: " + resolve_profile(inp, options, img_size, onnx_path,
+                                           stored_max_batch(model)).origin)
+        del model
         size = img_size or inp.shape[2]
         check = label = vin = None
         if verify is not None:
@@ -189,7 +193,7 @@ def _check_onnx_source(opts: TrtOptions, log: Log):
         raise VnexportError(f"--precision {opts.precision} given, but the file is {prec}; "
                             "the precision comes from the ONNX file", source)
     inp = check_image_input(read_onnx_input(source, model), source)
-    resolve_profile(inp, opts.build, opts.img_size, source)
+    resolve_profile(inp, opts.build, opts.img_size, source, stored_max_batch(model))
     ckpt = None
     if opts.reference is not None:
         ckpt = load(opts.reference, opts.ckpt_source, log)
