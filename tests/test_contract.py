@@ -932,10 +932,10 @@ def triton_engine_provenance_fifo(d, a):
 
 @case
 def info_engine_provenance_fifo(d, a):
-    engine = _engine_double(d, a)  # read as "no provenance"; then no GPU here: exit 3
+    engine = _engine_double(d, a)  # read as "no provenance": a malformed plan without one
     (d / "e.engine.json").unlink()
     os.mkfifo(d / "e.engine.json")
-    return Case(["info", engine], ("e.engine",), code=3, timeout=60)
+    return Case(["info", engine], ("e.engine",), timeout=60)
 
 
 @case
@@ -1112,7 +1112,7 @@ def trt_parser_refuses_the_graph_json_dash(d, a):
 @case
 def info_not_an_engine(d, a):
     (d / "bad.engine").write_bytes(b"garbage")
-    return Case(["info", "bad.engine"], ("bad.engine",), code=3, absent=("[!]",))
+    return Case(["info", "bad.engine"], ("bad.engine",), absent=("[!]",))
 
 
 # ---- 8. serve: the host and ports are checked before a server starts
@@ -1311,8 +1311,9 @@ def test_interrupted_write_leaves_nothing_a_later_run_keeps(sig, arts, tmp_path)
 
 
 def test_sigterm_during_a_command_leaves_nothing(arts, tmp_path):
-    """SIGTERM while a command works (a bench of minutes, its --json planned): it stops with
-    one line and exit 130, leaving no report and no temporary file."""
+    """SIGTERM while a command works (a bench of minutes, its --json planned, stopped inside its
+    only batch size, so nothing finished: bench's interrupted report needs a finished one): it
+    stops with one line and exit 130, leaving no report and no temporary file."""
     m = put(arts.onnx, tmp_path)
     before = snapshot(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -1480,7 +1481,7 @@ def test_sigterm_stops_serve_with_130_whatever_the_target(target, arts, tmp_path
     _need_server()
     what = _python_repo(tmp_path, arts) if target == "repository" else put(arts.onnx, tmp_path)
     before = snapshot(tmp_path)
-    proc = _popen(["serve", what, "--json", *_serve_ports()], tmp_path)
+    proc = _popen(["serve", what, "--json", "-", *_serve_ports()], tmp_path)
     try:
         report = json.loads(proc.stdout.readline() or "null")
     except BaseException:

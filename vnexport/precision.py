@@ -453,7 +453,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, entries: dict) -> None:
-    with atomic_output(path) as tmp:
+    with atomic_output(path, replace=True) as tmp:  # read and extended: an update
         tmp.write_text(json.dumps({"format": "vnexport-calibration-cache",
                                    "version": CALIB_CACHE_VERSION, "entries": entries}))
 

@@ -42,6 +42,9 @@ class Conversion:
 def convert(fp32: onnx.ModelProto, precision: str, calib: np.ndarray, conv: Conversion,
             log: Log) -> tuple[onnx.ModelProto, PrecisionReport]:
     """``precision.apply_precision`` with the shared options; its report lines to ``log``."""
+    if conv.calib_images is not None and len(calib) < conv.calib_n:
+        log.echo(f"calibrating on all {len(calib)} images of {conv.calib_images}: fewer than "
+                 f"--calib-n {conv.calib_n} asks for")
     out, rep = apply_precision(fp32, precision, calib_x=calib, method=conv.method,
                                fp16_io=conv.fp16_io, cache_path=conv.cache,
                                calib_is_random=conv.calib_images is None,
