@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from artifacts import CONFIG, export_onnx_file
@@ -82,8 +83,11 @@ def prepare(folder: Path, full: bool = False) -> dict:
     from PIL import Image
 
     (folder / "calib").mkdir()
-    for i in range(10):
-        Image.new("RGB", (256, 240), (25 * i, 90, 255 - 20 * i)).save(folder / f"calib/{i}.png")
+    rng = np.random.default_rng(0)
+    for i in range(10):  # seeded noise: the stand-in model's random weights give near-tied
+        # logits on flat images, which int8 (verified on these images) would not keep
+        Image.fromarray(rng.integers(0, 256, (240, 256, 3), dtype=np.uint8)).save(
+            folder / f"calib/{i}.png")
     bin_dir = folder / ".bin"
     bin_dir.mkdir()
     shim = bin_dir / "vnexport"
@@ -114,6 +118,8 @@ def test_the_commands_section_has_examples():
 def stand_in(line: str, folder: Path, written: set[str]) -> None:
     """Each file a command reads that the block has not written before (the examples' own
     model files) is put there as a copy of the small generated one of its kind."""
+    from PIL import Image
+
     outputs = set(re.findall(r"(?:-o|--output|--json|--keep-onnx)\s+(\S+)", line))
     for name in re.findall(r"(\S+\.(?:onnx|pth))\b", line):
         if name in outputs or name in written or (folder / name).exists():
@@ -125,6 +131,15 @@ def stand_in(line: str, folder: Path, written: set[str]) -> None:
     for name in re.findall(r"--labels\s+(\S+)", line):  # one class name per line
         if not (folder / name).exists():
             (folder / name).write_text("".join(f"class {i}\n" for i in range(CLASSES)))
+    rng = np.random.default_rng(1)
+    for name in re.findall(r"--eval-images\s+(\S+)", line):  # an ImageFolder: 2 classes
+        for c in range(2):
+            (folder / name / f"class_{c}").mkdir(parents=True, exist_ok=True)
+            for i in range(4):
+                path = folder / name / f"class_{c}" / f"{i}.png"
+                if not path.exists():  # seeded noise, as ./calib
+                    Image.fromarray(rng.integers(0, 256, (240, 256, 3), dtype=np.uint8)).save(
+                        path)
     written.update(outputs)
 
 

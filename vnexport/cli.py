@@ -275,6 +275,18 @@ Fp16IoOpt = Annotated[bool, typer.Option("--fp16-io", help="FP16: make the input
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="INT8: JSON calibration cache. "
     "Ranges are stored under sha256(fp32 model, calibration inputs, method); a rebuild with the "
     "same ones skips calibration.")]
+EvalImagesOpt = Annotated[Optional[Path], typer.Option("--eval-images", help="INT8: labelled "
+    "images (one subfolder per class, class index = position in the sorted folder names) on "
+    "which the int8 file's top-1 is measured against the fp32 reference's; with --max-drop, the "
+    "budget it must keep to.")]
+MaxDropOpt = Annotated[Optional[float], typer.Option("--max-drop", min=0.0, max=100.0,
+    help="INT8 (with --eval-images): the most top-1 points the int8 file may lose. Tried in "
+    "turn: plain int8, cross-layer equalized int8, then the most sensitive Convs kept float (at "
+    "least half stay int8). Missed: exit 1, nothing written, the best top-1 reached is "
+    "printed.")]
+EqualizeOpt = Annotated[Optional[bool], typer.Option("--equalize/--no-equalize", help="INT8: "
+    "cross-layer range equalization before quantizing (fp32 outputs checked unchanged). "
+    "Default: only when plain int8 misses --max-drop.")]
 Int8StemOpt = Annotated[bool, typer.Option("--int8-stem", help="INT8: quantize the stem conv too "
     "(default: it stays float; its fan-in of 48 makes it the layer most hurt by int8, for ~1.5% "
     "of the multiply-adds).")]
@@ -631,6 +643,9 @@ def onnx_command(
     fp16_io: Fp16IoOpt = False,
     cache: CacheOpt = None,
     int8_stem: Int8StemOpt = False,
+    eval_images: EvalImagesOpt = None,
+    max_drop: MaxDropOpt = None,
+    equalize: EqualizeOpt = None,
     key: KeyOpt = Key.auto,
     model: ModelOpt = None,
     strides: StridesOpt = None,
@@ -682,6 +697,9 @@ def quantize(
     fp16_io: Fp16IoOpt = False,
     cache: CacheOpt = None,
     int8_stem: Int8StemOpt = False,
+    eval_images: EvalImagesOpt = None,
+    max_drop: MaxDropOpt = None,
+    equalize: EqualizeOpt = None,
     reference: QuantizeReferenceOpt = None,
     key: KeyOpt = Key.auto,
     model: ModelOpt = None,
