@@ -513,17 +513,14 @@ def calibrate(model_path: Path, reader: ArrayDataReader, cal_method, settings: I
 def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             cache_path: str | Path | None = None, activation_type: str = "int8",
             report: Int8Report | None = None, quantize_stem: bool = False,
-            exclude: tuple[str, ...] | list[str] = (),
-            save_cache: bool = True) -> onnx.ModelProto:
+            exclude: tuple[str, ...] | list[str] = (), save_cache: bool = True,
+            ) -> onnx.ModelProto:
     """Explicit Q/DQ int8 graph calibrated on ``calib_x`` (see the module docstring). The
-    nodes named in ``exclude`` stay float as well (``budget`` chooses them).
-
-    The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
+    nodes named in ``exclude`` stay float as well (``budget`` chooses them). The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
     only 4*4*3 = 48 its rounding errors do not average out, and on the digits test model
     quantizing it costs 3 points of held-out accuracy against 0.2 without it, for ~1.5% of the
     network's multiply-adds (keeping the first layer in float is common int8 practice).
-    ``save_cache=False``: new ranges wait in ``report.pending_cache`` (``save_int8_cache``).
-    """
+    ``save_cache=False``: new ranges wait in ``report.pending_cache`` (``save_int8_cache``)."""
     from onnxruntime.quantization import QuantFormat, TensorsData, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
