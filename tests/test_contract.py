@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from artifacts import IMG, STRIDES, make_small_run
+from artifacts import CONFIG, IMG, STRIDES, make_small_run
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 12 << 30  # an absurd allocation fails fast instead of swapping a shared machine
@@ -36,11 +37,24 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def vnexport(args, cwd: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+def _limit_file_size(size: int) -> Callable[[], None]:
+    """A full disk, as a file size limit: writes past ``size`` bytes fail with EFBIG (SIGXFSZ
+    ignored, so the write returns the error instead of killing the process)."""
+    def limit() -> None:
+        _limit_memory()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return limit
+
+
+def vnexport(args, cwd: Path, timeout: float = 120, fsize: int | None = None,
+             **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("VNEXPORT_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "vnexport", *map(str, args)], cwd=cwd,
                           env=env, capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=_limit_memory, **kw)
+                          preexec_fn=_limit_memory if fsize is None else _limit_file_size(fsize),
+                          **kw)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -190,9 +204,12 @@ class Payload:
 @dataclass
 class Case:
     args: list
-    names: tuple[str, ...]  # each must appear in the one error line
+    names: tuple[str, ...]  # each must appear in the one error line (exit 1: in the output)
     code: int = 2
     timeout: float = 120
+    absent: tuple[str, ...] = ()  # none may appear on stderr
+    fsize: int | None = None  # a file size limit (bytes): every larger write fails (EFBIG)
+    json_dash: bool = False  # --json -: the text report is on stderr too, before the error
 
 
 CASES: dict[str, Callable[[Path, Arts], Case]] = {}
@@ -670,17 +687,544 @@ def usage_missing_argument(d, a):
     return Case(["verify"], ("reference",))
 
 
+# --------------------------------------------------------------------------------------------
+# issue 17: the newer surfaces (triton, serve, trt with TensorRT-RTX, info, caches)
+
+SMALL = 64  # RLIMIT_FSIZE of the full-disk cases: every output is larger, so its write fails
+
+
+def _engine_double(d: Path, a: Arts, name: str = "e.engine") -> Path:
+    """A few bytes standing in for a plan, with a provenance naming its real source ONNX file
+    (enough for `vnexport triton`, which never reads the plan)."""
+    put(a.onnx, d)
+    engine = d / name
+    engine.write_bytes(b"TEST DOUBLE: not a TensorRT plan\n")
+    (d / f"{name}.json").write_text(json.dumps({
+        "source_onnx": "model.onnx", "precision": "fp32", "builder": "tensorrt",
+        "profile": {"input": "input", "min": [1, 3, IMG, IMG], "opt": [1, 3, IMG, IMG],
+                    "max": [4, 3, IMG, IMG]}}))
+    return engine
+
+
+def _external_onnx(d: Path, a: Arts, location: str, data_at: Path | None = None,
+                   name: str = "ext.onnx") -> Path:
+    """The small model with its weights in an external file named ``location``, the bytes
+    written at ``data_at`` (None: nowhere, the file is missing)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(a.onnx))
+    blob, offset = bytearray(), 0
+    for t in m.graph.initializer:
+        raw = numpy_helper.to_array(t).tobytes()
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+            entry = t.external_data.add()
+            entry.key, entry.value = k, v
+        blob += raw
+        offset += len(raw)
+    if data_at is not None:
+        data_at.parent.mkdir(parents=True, exist_ok=True)
+        data_at.write_bytes(bytes(blob))
+    (d / name).write_bytes(m.SerializeToString())
+    return d / name
+
+
+def _input_changed(d: Path, a: Arts, name: str, change: Callable) -> Path:
+    import onnx
+
+    m = onnx.load(str(a.onnx))
+    change(m.graph.input[0].type.tensor_type)
+    for vi in list(m.graph.value_info):
+        m.graph.value_info.remove(vi)
+    onnx.save(m, str(d / name))
+    return d / name
+
+
+def _python_repo(d: Path, a: Arts, name: str = "m") -> Path:
+    """A Python-backend model repository (what `vnexport serve` loads), written here."""
+    from vnexport import triton as T
+
+    repo = d / "repo"
+    facts = T.read_facts(put(a.onnx, d))
+    T.write_repository(repo, T.model_folders(facts, T.ServingOptions(
+        name=name, backend="python", kind="cpu")))
+    return repo
+
+
+def free_ports(n: int = 3) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _serve_ports(*held: int) -> list[str]:
+    http, grpc, metrics = list(held) + free_ports(3 - len(held))
+    return ["--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+
+
+def _need_server() -> None:
+    from vnexport.triton_server import missing_reason
+
+    if missing_reason() is not None:
+        pytest.skip(f"Triton server cannot run here: {missing_reason()}")
+
+
+def _need_rtx() -> None:
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX (trt-rtx extra) not installed")
+
+
+def _badop_onnx(d: Path, a: Arts) -> Path:
+    """Loads and passes the ONNX checker's schema-free parts; TensorRT's parser refuses it."""
+    import onnx
+
+    m = onnx.load(str(a.onnx))
+    m.graph.node[0].op_type = "NoSuchOp"
+    onnx.save(m, str(d / "badop.onnx"))
+    return d / "badop.onnx"
+
+
+HELD: list = []  # sockets a case holds a port with (closed after the case)
+
+
+# ---- 1. never an input: model folders, repositories, folders holding inputs, links
+
+
+@case
+def triton_model_folder_onto_its_onnx(d, a):
+    (d / "tn").mkdir()
+    put(a.onnx, d / "tn", "m.v1.onnx")
+    return Case(["triton", "tn/m.v1.onnx", "-o", "tn", "--name", "m.v1.onnx", "--force"],
+                ("m.v1.onnx", "input"))
+
+
+@case
+def triton_model_folder_onto_labels(d, a):
+    (d / "tn").mkdir()
+    (d / "tn" / "m").write_text("".join(f"c{i}\n" for i in range(CONFIG.num_classes)))
+    return Case(["triton", put(a.onnx, d), "-o", "tn", "--name", "m", "--labels", "tn/m",
+                 "--force"], ("tn/m", "input"))
+
+
+@case
+def triton_model_folder_holds_its_input(d, a):
+    (d / "repo" / "m" / "1").mkdir(parents=True)
+    put(a.onnx, d / "repo" / "m" / "1")
+    return Case(["triton", "repo/m/1/model.onnx", "-o", "repo", "--name", "m", "--force"],
+                ("repo/m", "model.onnx"))
+
+
+@case
+def triton_repository_is_its_input(d, a):
+    return Case(["triton", put(a.onnx, d), "-o", "model.onnx", "--force"], ("model.onnx",))
+
+
+@case
+def triton_model_folder_link_to_input(d, a):
+    put(a.onnx, d)
+    (d / "tn").mkdir()
+    (d / "tn" / "m").symlink_to("../model.onnx")
+    return Case(["triton", "model.onnx", "-o", "tn", "--name", "m", "--force"], ("tn/m",))
+
+
+@case
+def triton_model_folder_onto_engine_provenance(d, a):
+    _engine_double(d, a)
+    return Case(["triton", "e.engine", "-o", ".", "--name", "e.engine.json", "--force"],
+                ("e.engine.json",))
+
+
+@case
+def triton_json_inside_model_folder(d, a):
+    put(a.onnx, d)
+    return Case(["triton", "model.onnx", "-o", "repo", "--json", "repo/model/r.json"],
+                ("repo/model",))
+
+
+@case
+def verify_json_onto_an_image_read(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    image_folder(d, a)
+    return Case(["verify", ck, dep, "--images", "imgs", "--json", "imgs/cat.png", "--force",
+                 *FUSE], ("imgs",))
+
+
+@case
+def fuse_json_into_the_images_folder(d, a):
+    ck = put(a.training, d, "ck.pth")
+    image_folder(d, a)
+    return Case(["fuse", ck, "-o", "o.pth", "--images", "imgs", "--json", "imgs/r.json", *FUSE],
+                ("imgs",))
+
+
+@case
+def onnx_output_into_calib_images(d, a):
+    ck = put(a.training, d, "ck.pth")
+    image_folder(d, a, name="cal")
+    return Case(["onnx", ck, "-o", "cal/m.onnx", "--precision", "int8", "--calib-images", "cal",
+                 *FUSE], ("cal",))
+
+
+@case
+def trt_keep_onnx_into_the_images_folder(d, a):
+    ck = put(a.training, d, "ck.pth")  # exit 2 before the runtime check
+    image_folder(d, a)
+    return Case(["trt", ck, "--keep-onnx", "imgs/k.onnx", "--images", "imgs", "--force",
+                 *FUSE], ("imgs",))
+
+
+@case
+def quantize_cache_onto_reference(d, a):
+    m, ck = put(a.onnx, d), put(a.training, d, "ck.pth")
+    return Case(["quantize", m, "--int8", "-o", "q.onnx", "--cache", ck, "--reference", ck,
+                 *CK], ("ck.pth",))
+
+
+# ---- 2. outputs only on success: caches, kept intermediates
+
+
+@case
+def onnx_int8_cache_not_kept_when_verification_fails(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["onnx", ck, "-o", "q.onnx", "--int8", "--cache", "c.json", "--calib-n", "8",
+                 "--n", "8", "--max-rel-err", "0", *FUSE], ("not written: q.onnx",), code=1)
+
+
+@case
+def quantize_int8_cache_not_kept_when_verification_fails(d, a):
+    m = put(a.onnx, d)
+    return Case(["quantize", m, "--int8", "-o", "q.onnx", "--cache", "c.json", "--calib-n", "8",
+                 "--n", "8", "--max-rel-err", "0"], ("not written: q.onnx",), code=1)
+
+
+@case
+def trt_keep_onnx_not_kept_when_the_build_fails(d, a):
+    _need_rtx()
+    ck = put(a.training, d, "ck.pth")  # no workspace: TensorRT-RTX's build fails
+    return Case(["trt", ck, "--keep-onnx", "k.onnx", "--no-verify", "-o", "e.engine",
+                 "--builder", "tensorrt-rtx", "--workspace", "1e-10", *FUSE],
+                ("ck.pth", "workspace"), absent=("/tmp/tmp",), timeout=240)
+
+
+# ---- 3. only regular files are read (a FIFO never blocks)
+
+
+@case
+def triton_labels_fifo(d, a):
+    os.mkfifo(d / "labels.txt")
+    return Case(["triton", put(a.onnx, d), "-o", "repo", "--labels", "labels.txt"],
+                ("labels.txt",), timeout=60)
+
+
+@case
+def triton_engine_provenance_fifo(d, a):
+    engine = _engine_double(d, a)
+    (d / "e.engine.json").unlink()
+    os.mkfifo(d / "e.engine.json")
+    return Case(["triton", engine, "-o", "repo"], ("e.engine.json",), timeout=60)
+
+
+@case
+def info_engine_provenance_fifo(d, a):
+    engine = _engine_double(d, a)  # read as "no provenance": a malformed plan without one
+    (d / "e.engine.json").unlink()
+    os.mkfifo(d / "e.engine.json")
+    return Case(["info", engine], ("e.engine",), timeout=60)
+
+
+@case
+def fuse_checkpoint_fifo(d, a):
+    os.mkfifo(d / "ck.pth")
+    return Case(["fuse", "ck.pth", "-o", "o.pth", *FUSE], ("ck.pth", "regular"), timeout=60)
+
+
+@case
+def verify_onnx_artifact_fifo(d, a):
+    ck = put(a.training, d, "ck.pth")
+    os.mkfifo(d / "m.onnx")
+    return Case(["verify", ck, "m.onnx", *FUSE], ("m.onnx",), timeout=60)
+
+
+@case
+def info_external_data_fifo(d, a):
+    m = _external_onnx(d, a, "w.bin")
+    os.mkfifo(d / "w.bin")
+    return Case(["info", m], ("ext.onnx", "w.bin"), timeout=60)
+
+
+@case
+def serve_config_is_a_directory(d, a):
+    _need_server()
+    repo = _python_repo(d, a)
+    (repo / "m" / "config.pbtxt").unlink()
+    (repo / "m" / "config.pbtxt").mkdir()
+    return Case(["serve", repo, *_serve_ports()], ("config.pbtxt", "directory"))
+
+
+@case
+def serve_config_is_binary(d, a):
+    _need_server()
+    repo = _python_repo(d, a)
+    (repo / "m" / "config.pbtxt").write_bytes(b"\xff\xfe\x00\x81 not text")
+    return Case(["serve", repo, *_serve_ports()], ("config.pbtxt",), absent=("Unicode",))
+
+
+@case
+def serve_users_broken_config(d, a):
+    _need_server()
+    repo = _python_repo(d, a)
+    (repo / "m" / "config.pbtxt").write_text('name: "m"\nbackend: "python"\nmax_batch_size: {\n')
+    return Case(["serve", repo, *_serve_ports()], ("config.pbtxt",), absent=("generated",))
+
+
+# ---- 4. ONNX external data: inside the model's folder, existing
+
+
+@case
+def info_external_data_outside(d, a):
+    m = _external_onnx(d, a, "../secret/x.bin", d.parent / "secret" / "x.bin")
+    return Case(["info", m], ("ext.onnx", "../secret/x.bin"))
+
+
+@case
+def triton_external_data_outside(d, a):
+    m = _external_onnx(d, a, "../secret/x.bin", d.parent / "secret" / "x.bin")
+    return Case(["triton", m, "-o", "repo"], ("ext.onnx", "../secret/x.bin"))
+
+
+@case
+def triton_external_data_absolute(d, a):
+    secret = d.parent / "abs-secret.bin"
+    m = _external_onnx(d, a, str(secret), secret)
+    return Case(["triton", m, "-o", "repo"], ("ext.onnx", "absolute"))
+
+
+@case
+def info_external_data_missing(d, a):
+    m = _external_onnx(d, a, "w.bin", None)
+    return Case(["info", m], ("ext.onnx", "w.bin", "no such file"))
+
+
+@case
+def bench_external_data_link_leaving_folder(d, a):
+    m = _external_onnx(d, a, "w.bin", d.parent / "outside.bin")
+    (d / "w.bin").symlink_to(d.parent / "outside.bin")
+    return Case(["bench", m, "--batch", "1", "--runs", "1"], ("ext.onnx", "w.bin", "link"))
+
+
+@case
+def trt_external_data_outside(d, a):
+    m = _external_onnx(d, a, "../secret/x.bin", d.parent / "secret" / "x.bin")
+    return Case(["trt", m, "--no-verify", "-o", "e.engine"], ("ext.onnx", "../secret/x.bin"))
+
+
+# ---- 5. the shared limits and input checks, trt and triton included
+
+
+@case
+def trt_onnx_declares_huge_input(d, a):
+    return Case(["trt", put(a.huge_input_onnx, d), "--no-verify"],
+                ("huge_input.onnx", "99968"))
+
+
+@case
+def trt_int64_input(d, a):
+    import onnx
+
+    m = _input_changed(d, a, "int64.onnx",
+                       lambda tt: setattr(tt, "elem_type", onnx.TensorProto.INT64))
+    return Case(["trt", m, "--no-verify", "-o", "e.engine"], ("int64.onnx", "int64"))
+
+
+@case
+def triton_onnx_declares_huge_input(d, a):
+    return Case(["triton", put(a.huge_input_onnx, d), "-o", "repo"],
+                ("huge_input.onnx", "99968"))
+
+
+@case
+def info_zero_dimension(d, a):
+    m = _input_changed(d, a, "zero.onnx", lambda tt: setattr(tt.shape.dim[2], "dim_value", 0))
+    return Case(["info", m], ("zero.onnx", "dimension"))
+
+
+# ---- 6. option values: one list parser
+
+
+@case
+def triton_name_empty(d, a):
+    return Case(["triton", put(a.onnx, d), "-o", "repo", "--name", ""], ("--name",))
+
+
+@case
+def triton_preferred_batch_trailing_comma(d, a):
+    return Case(["triton", put(a.onnx, d), "-o", "repo", "--preferred-batch", "4,"],
+                ("--preferred-batch",))
+
+
+@case
+def bench_batch_doubled_comma(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "1,,8", "--runs", "1"], ("--batch",))
+
+
+@case
+def bench_batch_with_a_space(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "1, 8", "--runs", "1"], ("--batch",))
+
+
+@case
+def trt_compute_capability_trailing_comma(d, a):
+    return Case(["trt", put(a.onnx, d), "--no-verify", "--compute-capability", "8.0,"],
+                ("--compute-capability",))
+
+
+@case
+def fuse_strides_empty_item(d, a):
+    return Case(["fuse", put(a.training, d, "ck.pth"), "-o", "o.pth", "--strides", "2,,1",
+                 "--img-size", str(IMG)], ("--strides",))
+
+
+# ---- 7. third-party output folded into the one line
+
+
+@case
+def trt_parser_refuses_the_graph(d, a):
+    _need_rtx()
+    return Case(["trt", _badop_onnx(d, a), "--no-verify", "-o", "e.engine", "--builder",
+                 "tensorrt-rtx"], ("badop.onnx", "NoSuchOp"), absent=("[!]", "[E]"),
+                timeout=240)
+
+
+@case
+def trt_parser_refuses_the_graph_json_dash(d, a):
+    _need_rtx()
+    return Case(["trt", _badop_onnx(d, a), "--no-verify", "-o", "e.engine", "--builder",
+                 "tensorrt-rtx", "--json", "-"], ("badop.onnx",), absent=("[!]", "[E]"),
+                timeout=240, json_dash=True)
+
+
+@case
+def info_not_an_engine(d, a):
+    (d / "bad.engine").write_bytes(b"garbage")
+    return Case(["info", "bad.engine"], ("bad.engine",), absent=("[!]",))
+
+
+# ---- 8. serve: the host and ports are checked before a server starts
+
+
+@case
+def serve_host_not_of_this_machine(d, a):
+    _need_server()
+    return Case(["serve", _python_repo(d, a), "--host", "203.0.113.7", *_serve_ports()],
+                ("--host",))
+
+
+@case
+def serve_host_empty(d, a):
+    _need_server()
+    return Case(["serve", _python_repo(d, a), "--host", "", *_serve_ports()], ("--host",))
+
+
+@case
+def serve_port_taken(d, a):
+    _need_server()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    HELD.append(s)
+    port = s.getsockname()[1]
+    return Case(["serve", _python_repo(d, a), *_serve_ports(port)],
+                ("--http-port", str(port)), absent=("ready",))
+
+
+# ---- 9. a write that fails (file size limit: EFBIG) names the output
+
+
+@case
+def fuse_disk_full(d, a):
+    return Case(["fuse", put(a.training, d, "ck.pth"), "-o", "o.pth", *FUSE], ("o.pth",),
+                absent=("ck.pth",), fsize=SMALL)
+
+
+@case
+def onnx_disk_full(d, a):
+    return Case(["onnx", put(a.training, d, "ck.pth"), "-o", "o.onnx", *FUSE], ("o.onnx",),
+                absent=("ck.pth",), fsize=SMALL)
+
+
+@case
+def quantize_disk_full(d, a):
+    return Case(["quantize", put(a.onnx, d), "--fp16", "-o", "q.onnx", "--n", "2"],
+                ("q.onnx",), absent=("model.onnx",), fsize=SMALL)
+
+
+@case
+def trt_disk_full(d, a):
+    _need_rtx()
+    return Case(["trt", put(a.onnx, d), "--no-verify", "-o", "e.engine", "--builder",
+                 "tensorrt-rtx"], ("e.engine",), absent=("model.onnx",), fsize=SMALL,
+                timeout=240)
+
+
+@case
+def triton_disk_full(d, a):
+    return Case(["triton", put(a.onnx, d), "-o", "repo"], ("repo",), absent=("model.onnx",),
+                fsize=SMALL)
+
+
+@case
+def verify_json_disk_full(d, a):
+    ck, dep = put(a.training, d, "ck.pth"), put(a.deploy, d)
+    return Case(["verify", ck, dep, "--n", "2", "--json", "r.json", *FUSE], ("r.json",),
+                fsize=SMALL)
+
+
+@case
+def bench_json_disk_full(d, a):
+    return Case(["bench", put(a.onnx, d), "--batch", "1", "--runs", "1", "--warmup", "0",
+                 "--json", "r.json"], ("r.json",), fsize=SMALL)
+
+
+@case
+def demo_disk_full(d, a):
+    return Case(["demo", "--workdir", "wd", "--img-size", "32", "--n", "1"], ("wd/",),
+                fsize=SMALL)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_keeps_the_contract(name, arts, tmp_path):
     d = tmp_path / "case"
     d.mkdir()
     c = CASES[name](d, arts)
     before = snapshot(d)
-    r = vnexport(c.args, cwd=d, timeout=c.timeout)
+    try:
+        r = vnexport(c.args, cwd=d, timeout=c.timeout, fsize=c.fsize)
+    finally:
+        while HELD:
+            HELD.pop().close()
     assert r.returncode == c.code, f"exit {r.returncode}\n{r.stderr}"
-    line = one_error_line(r)
+    if c.code == 1:  # a failed check: the verdict on stdout, no error line, nothing written
+        assert "Traceback" not in r.stderr + r.stdout and "error:" not in r.stderr, r.stderr
+        line = r.stdout
+    elif c.json_dash:  # vnexport's own report lines, then the one error line, nothing else
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert "Traceback" not in r.stderr and lines[-1].startswith("error: "), r.stderr
+        assert sum(ln.startswith("error") for ln in lines) == 1, r.stderr
+        assert not [ln for ln in lines if ln.startswith(("[", " "))], r.stderr
+        assert r.stdout.strip() == "", r.stdout
+        line = lines[-1]
+    else:
+        line = one_error_line(r)
     for text in c.names:
         assert text in line, f"{text!r} not named in: {line}"
+    for text in c.absent:
+        assert text not in r.stderr, f"{text!r} in the error output:\n{r.stderr}"
     assert snapshot(d) == before, "the case's folder changed"
     assert not (d / "PWNED").exists()
 
@@ -816,3 +1360,134 @@ def test_json_dash_is_pure_json(command, arts, tmp_path):
                           capture_output=True, text=True)
     assert tool.returncode == 0, f"stdout is not JSON:\n{r.stdout[:2000]}"
     assert isinstance(json.loads(r.stdout), dict)
+
+
+# --------------------------------------------------------------------------------------------
+# issue 17: serve against a port another real Triton holds; signals during triton, trt, serve
+
+
+def _popen(args, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.pop("VNEXPORT_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "vnexport", *map(str, args)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed its own SIGTERM handler (SigCgt of /proc/PID/status):
+    from then on a SIGTERM is the command's interrupt, not the default death."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt")),
+                 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _wait_until(cond: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert proc.poll() is None, f"exited early ({proc.returncode}): {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _interrupted(proc: subprocess.Popen) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted", err
+    return out, err
+
+
+def _our_servers(repo: Path) -> list[int]:
+    """tritonserver processes serving ``repo``."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part == f"--model-repository={repo}".encode() for part in cmd):
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_serve_refuses_a_port_another_triton_holds(arts, tmp_path):
+    """A second real Triton listens on the HTTP port: exit 2, one line naming the port, no
+    "ready", nothing left running; the other server is untouched (then stopped by its PID)."""
+    _need_server()
+    from vnexport.triton_server import TritonServer
+
+    other_dir, mine_dir = tmp_path / "other", tmp_path / "mine"
+    other_dir.mkdir(), mine_dir.mkdir()
+    http, grpc, metrics = free_ports()
+    other = TritonServer(_python_repo(other_dir, arts, "other"), http_port=http,
+                         grpc_port=grpc, metrics_port=metrics)
+    other.start()
+    try:
+        assert {m["name"] for m in other.wait_ready(240)} == {"other"}
+        repo = _python_repo(mine_dir, arts, "mine")
+        before = snapshot(mine_dir)
+        r = vnexport(["serve", repo, *_serve_ports(http)], cwd=mine_dir, timeout=240)
+        assert r.returncode == 2, r.stderr
+        line = one_error_line(r)
+        assert "--http-port" in line and str(http) in line, line
+        assert "ready" not in r.stdout and r.stdout.strip() == "", r.stdout
+        assert _our_servers(repo) == [], "a server of this repository is left running"
+        assert snapshot(mine_dir) == before
+        assert other.ready() and other.process.poll() is None  # the other one still serves
+    finally:
+        other.stop()
+    assert other.process.poll() is not None
+
+
+def test_sigterm_during_triton_leaves_nothing(arts, tmp_path):
+    """SIGTERM while `vnexport triton` works (as soon as it handles the signal): exit 130,
+    "interrupted", no repository, no staging folder."""
+    for k in range(6):
+        put(arts.onnx, tmp_path, f"m{k}.onnx")
+    before = snapshot(tmp_path)
+    proc = _popen(["triton", *[f"m{k}.onnx" for k in range(6)], "-o", "repo"], tmp_path)
+    _wait_until(lambda: _handles_sigterm(proc.pid), proc)
+    _interrupted(proc)
+    assert snapshot(tmp_path) == before
+
+
+def test_sigterm_during_a_trt_build_keeps_nothing(arts, tmp_path):
+    """SIGTERM during TensorRT-RTX's build of a checkpoint's engine with --keep-onnx: exit
+    130, no engine, no provenance, no kept ONNX file."""
+    _need_rtx()
+    ck = put(arts.training, tmp_path, "ck.pth")
+    before = snapshot(tmp_path)
+    proc = _popen(["trt", ck, "--keep-onnx", "k.onnx", "--no-verify", "-o", "e.engine",
+                   "--builder", "tensorrt-rtx", *FUSE], tmp_path)
+    _wait_until(lambda: "building" in proc.stdout.readline(), proc, timeout=180)
+    _interrupted(proc)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("target", ["repository", "onnx"])
+def test_sigterm_stops_serve_with_130_whatever_the_target(target, arts, tmp_path):
+    """`vnexport serve` of a repository or of an ONNX file, stopped by SIGTERM once ready:
+    the same exit code (130), its server gone, nothing left in the folder."""
+    _need_server()
+    what = _python_repo(tmp_path, arts) if target == "repository" else put(arts.onnx, tmp_path)
+    before = snapshot(tmp_path)
+    proc = _popen(["serve", what, "--json", "-", *_serve_ports()], tmp_path)
+    try:
+        report = json.loads(proc.stdout.readline() or "null")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert report and report["pid"], proc.stderr.read() if proc.poll() is not None else ""
+    _interrupted(proc)
+    assert not Path(f"/proc/{report['pid']}").exists()
+    assert snapshot(tmp_path) == before

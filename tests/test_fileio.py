@@ -91,6 +91,69 @@ def test_temp_files_of_dead_processes_are_cleaned(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
 
 
+def test_outputs_never_inside_an_input_folder_nor_holding_an_input(tmp_path):
+    """Issue 17: an output inside an input folder (a new file too), a model folder that is an
+    input or holds one (also through a link) are refused, --force or not; a repository written
+    into may hold inputs."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    (imgs / "0.png").write_bytes(b"png")
+    src = tmp_path / "repo" / "m" / "1" / "model.onnx"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(b"onnx")
+    (tmp_path / "link").symlink_to(src)
+    plan = OutputPlan([imgs, tmp_path / "link"], force=True)
+    for path in (imgs / "0.png", imgs / "new.json"):
+        with pytest.raises(VnexportError, match="input"):
+            plan.add(path, "--json")
+    for folder in (tmp_path / "repo" / "m", src):
+        with pytest.raises(VnexportError, match="input"):
+            plan.add_folder(folder, "--output", replace=True)
+    assert plan.add_folder(tmp_path / "repo", "--output") == tmp_path / "repo"
+    assert (imgs / "0.png").read_bytes() == b"png" and src.read_bytes() == b"onnx"
+
+
+def test_check_regular_refuses_what_would_block(tmp_path):
+    from vnexport.fileio import check_regular
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(VnexportError, match="not a regular file"):
+        check_regular(tmp_path / "fifo")
+    with pytest.raises(VnexportError, match="directory"):
+        check_regular(tmp_path)
+    with pytest.raises(VnexportError, match="no such file"):
+        check_regular(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("text", ["", "4,", ",4", "1,,8", "1, 8", " 4", "4,x"])
+def test_one_list_parser_refuses_empty_items_and_spaces(text):
+    from vnexport.limits import split_ints
+
+    with pytest.raises(VnexportError, match="--preferred-batch"):
+        split_ints(text, "--preferred-batch")
+
+
+def test_one_list_parser_takes_plain_lists():
+    from vnexport.limits import split_ints, split_list
+
+    assert split_ints("4,8", "--batch") == (4, 8)
+    assert split_list("8.0,8.6", "--compute-capability") == ("8.0", "8.6")
+
+
+def test_third_party_output_captured_at_the_fd_level_and_folded(capfd):
+    from vnexport.quiet import third_party_output
+
+    with pytest.raises(VnexportError, match=r"could not parse \(TensorRT: bad node 3\)"):
+        with third_party_output(library="TensorRT"):
+            os.write(2, b"[E] ModelImporter.cpp:140: bad node 3\n")  # as C++ code writes
+            print("[!] Could not parse")                            # as Polygraphy prints
+            raise VnexportError("could not parse")
+    out, err = capfd.readouterr()
+    assert "bad node" not in out + err and "[!]" not in out + err
+    os.write(2, b"after\n")  # the descriptors are back
+    assert capfd.readouterr().err == "after\n"
+
+
 # --------------------------------------------------------------------------------------------
 # the Python API keeps the contract: an existing file only with an explicit overwrite
 

@@ -161,8 +161,10 @@ def test_onnx_max_drop_writes_a_mostly_int8_file_within_one_point(data):
     out, report = data.dir / "budget.onnx", data.dir / "budget.json"
     code, stdout, stderr = invoke("onnx", data.planted, *COMMON, "--int8", "--calib-images",
                                   data.calib, "--eval-images", data.eval, "--max-drop", "1",
-                                  "-o", out, "--json", report)
+                                  "-o", out, "--json", report, "--cache", data.dir / "b.cache")
     assert code == 0, stdout + stderr
+    cache = json.loads((data.dir / "b.cache").read_text())  # written once the run passed
+    assert cache["format"] == "vnexport-calibration-cache" and len(cache["entries"]) >= 1
     reached = top1(onnx_logits(out, data.x), data.y)
     assert reached >= data.ref_top1 - 1.0, (reached, data.ref_top1)
     int8, convs = int8_weight_convs(out)
@@ -206,9 +208,10 @@ def test_budget_missed_exit1_nothing_written_says_how_close(data):
     out = data.dir / "missed.onnx"
     code, stdout, stderr = invoke("onnx", data.planted, *COMMON, "--int8", "--calib-images",
                                   data.calib, "--eval-images", data.eval, "--max-drop", "1",
-                                  "--no-equalize", "-o", out)
+                                  "--no-equalize", "-o", out, "--cache", data.dir / "m.cache")
     assert code == 1, stdout + stderr
     assert not out.exists()
+    assert not (data.dir / "m.cache").exists()  # the search's ranges are kept only on success
     m = re.search(r"int8 not within --max-drop 1: the best top-1 reached is (\d+\.\d\d)% "
                   r"\((.+?)\) against the reference's (\d+\.\d\d)% \(drop (\d+\.\d\d) "
                   r"points\) on 540 images", stdout)

@@ -342,7 +342,8 @@ def test_stop_by_pid_leaves_nothing(models, tmp_path):
 def test_serve_command_stops_on_a_signal(models, tmp_path, sig, to_file):
     """``vnexport serve model.onnx``: ready report (``--json -``: one JSON line on stdout;
     ``--json FILE``: the text on stdout, the JSON in FILE once ready), an answer; SIGTERM or
-    SIGINT (Ctrl-C) -> exit 0, the server and its stubs gone."""
+    SIGINT (Ctrl-C) -> exit 130 (as every command stopped by a signal, whatever the
+    target), the server and its stubs gone."""
     http, grpc, metrics = free_ports()
     json_arg = str(tmp_path / "ready.json") if to_file else "-"
     cmd = [sys.executable, "-m", "vnexport", "serve", str(models["small"][0]), "--json", json_arg,
@@ -366,7 +367,7 @@ def test_serve_command_stops_on_a_signal(models, tmp_path, sig, to_file):
         assert infer(client, httpclient, "model", x).shape == (1, CONFIG.num_classes)
         client.close()
         proc.send_signal(sig)
-        assert proc.wait(60) == 0, proc.stderr.read()
+        assert proc.wait(60) == 130, proc.stderr.read()
         assert "stopped" in proc.stderr.read()
         assert not psutil.pid_exists(report["pid"])
         assert psutil.wait_procs(stubs, timeout=5)[1] == []

@@ -17,6 +17,7 @@ The calibration runs once per graph (the ranges are reused through the calibrati
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import onnx
 
 from . import ort
 from .equalize import EqualizeReport, equalize_checked
-from .precision import Int8Report, stem_nodes, to_int8
+from .precision import Int8Report, cache_entries, stem_nodes, to_int8
 
 
 @dataclass(frozen=True)
@@ -144,17 +145,15 @@ class _Run:
     calib_x: np.ndarray
     budget: Budget
     opts: dict
-    cache: Path
+    cache: Path  # a temporary file: each graph is calibrated once, whatever is excluded
     equalized: bool
-    user_cache: bool = False
     report: Int8Report = field(default_factory=lambda: Int8Report("minmax", "int8"))
 
     def quantize(self, exclude: list[str]) -> onnx.ModelProto:
         rep = Int8Report(self.opts["method"], self.opts["activation_type"])
         q = to_int8(self.graph, self.calib_x, cache_path=self.cache, report=rep,
                     exclude=exclude, **self.opts)
-        if not self.user_cache:  # a temporary file: the ranges are reused, not kept
-            rep.cache = None
+        rep.cache = None  # a temporary file: the ranges are reused, not kept (see keep_cache)
         if not exclude:
             self.report = rep
         return q
@@ -213,12 +212,10 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_x: np.ndarray, budget: B
     with tempfile.TemporaryDirectory(prefix="vnexport-budget-") as tmp:
         runs = []
         if budget.equalize is not True:
-            runs.append(_Run(fp32, calib_x, budget, opts, Path(cache_path or Path(tmp) / "p.json"),
-                             False, cache_path is not None))
+            runs.append(_Run(fp32, calib_x, budget, opts, _seeded(cache_path, tmp, "p"), False))
         if budget.equalize is not False:
             eq, eq_report = equalize_checked(fp32, calib_x)
-            runs.append(_Run(eq, calib_x, budget, opts,
-                             Path(cache_path or Path(tmp) / "e.json"), True, cache_path is not None))
+            runs.append(_Run(eq, calib_x, budget, opts, _seeded(cache_path, tmp, "e"), True))
         chosen = None
         for run in runs:
             if run.equalized:
@@ -243,4 +240,22 @@ def quantize_within_budget(fp32: onnx.ModelProto, calib_x: np.ndarray, budget: B
             log.equalization = None
         log.within, log.top1 = True, a.top1
         log.int8_convs = len(int8_weight_convs(q))
+        keep_cache(run, cache_path)
         return q, log, run.report
+
+
+def _seeded(cache_path: str | Path | None, tmp: str, name: str) -> Path:
+    """A temporary calibration cache for one graph's attempts, starting from the user's
+    ``--cache`` where it exists (which this search never writes: see :func:`keep_cache`)."""
+    path = Path(tmp) / f"{name}.json"
+    if cache_path is not None and Path(cache_path).is_file():
+        shutil.copyfile(cache_path, path)
+    return path
+
+
+def keep_cache(run: _Run, cache_path: str | Path | None) -> None:
+    """The chosen graph's ranges, to be written to the user's ``--cache`` only once the
+    command's verification passed (``precision.save_pending_cache``)."""
+    if cache_path is not None:
+        run.report.cache = str(cache_path)
+        run.report.pending_cache = cache_entries(run.cache)

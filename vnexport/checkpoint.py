@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import torch
 
 from .errors import VnexportError
+from .fileio import check_regular
 from .model import VARIANTS, VanillaNet, VanillaNetConfig, build, variant_name
 
 # The only non-plain class a training-script checkpoint holds.
@@ -168,6 +169,7 @@ def read_file(path: str | os.PathLike, trust: bool = False) -> Any:
     if path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
         raise VnexportError(f"a {path.suffix} file, not a checkpoint: this takes a training or "
                             "deploy checkpoint (.pth, .pt, .safetensors)", path)
+    check_regular(path)  # a FIFO or device must not block the open below
     size = path.stat().st_size
     if size == 0:
         raise VnexportError("the file is empty", path)

@@ -71,12 +71,24 @@ def _interrupt(signum, frame):  # SIGTERM: unwind like Ctrl-C, so temporary file
     raise KeyboardInterrupt
 
 
+_SAID: list[str] = []
+
+
+def say_interrupted() -> None:
+    """The one line of an interrupted command (Ctrl-C or SIGTERM, exit 130), said once
+    wherever the interrupt landed (Typer turns one during option parsing into a silent 130)."""
+    if not _SAID:
+        _SAID.append("interrupted")
+        typer.echo("interrupted", err=True)
+
+
 class OneLineGroup(TyperGroup):
     """Typer's group, with every usage error (an option out of range, a missing option, an
     unknown one) printed as ``error: <one line>`` and exit 2 instead of a boxed message."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):
+        _SAID.clear()
         try:  # only the main thread may set handlers (a CliRunner in a thread cannot)
             old = signal.signal(signal.SIGTERM, _interrupt)
         except ValueError:
@@ -92,11 +104,12 @@ class OneLineGroup(TyperGroup):
             typer.echo(f"error: {usage_line(e)}", err=True)
             code = e.exit_code
         except Abort:
-            typer.echo("interrupted", err=True)
             code = 130
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
+        if code == 130:
+            say_interrupted()
         if standalone_mode:
             sys.exit(code)
         return code
@@ -162,7 +175,7 @@ def handle_errors(fn: Callable) -> Callable:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            say_interrupted()
             raise typer.Exit(130) from None
         except Exception as e:  # noqa: BLE001 - the contract: never a traceback
             if os.environ.get("VNEXPORT_DEBUG"):

@@ -31,12 +31,14 @@ import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import VnexportError
 
 STDOUT = "-"
+_WRITE_FAILED = re.compile(r"writ|inline_container|no space|too large|quota", re.I)
 _TEMP = re.compile(r"^\..+\.vnexport-(\d+)-[0-9a-f]+\.tmp$")
 # resolved output path -> may it replace an existing file (force or update)
 _PLANNED: dict[Path, bool] = {}
@@ -115,13 +117,69 @@ def _folder_writable(path: Path, option: str) -> None:
     tmp.unlink()
 
 
+def _real(path: PathLike) -> Path:
+    """``path`` with every link and ``..`` resolved (a missing tail kept as given)."""
+    return Path(os.path.realpath(path))
+
+
+def contains(folder: PathLike, path: PathLike) -> bool:
+    """Whether ``path`` lies inside ``folder`` (strictly; through links and ``..``)."""
+    return _real(folder) in _real(path).parents
+
+
+def overlaps(a: PathLike, b: PathLike) -> bool:
+    """Whether writing ``a`` could touch ``b`` or the reverse: one file, or one inside the
+    other (a file inside a folder, a folder inside a folder)."""
+    return same_file(a, b) or contains(a, b) or contains(b, a)
+
+
+def check_regular(path: PathLike, what: str | None = None) -> Path:
+    """Refuse, before anything opens it, a path that is not a regular file (missing, a folder,
+    a FIFO, a device, a socket): opening a FIFO would block."""
+    path = Path(path)
+    prefix = f"{what}: " if what else ""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise VnexportError(f"{prefix}no such file", path) from None
+    except OSError as e:
+        raise VnexportError(f"{prefix}cannot read it ({e.strerror or e})", path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise VnexportError(f"{prefix}is a directory, not a file", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise VnexportError(f"{prefix}not a regular file (a FIFO, device or socket)", path)
+    return path
+
+
 class OutputPlan:
-    """All the files one command will write, checked together before any work starts."""
+    """All the files (and model folders) one command will write, checked together before any
+    work starts. An output may not be an input, lie inside an input folder, or (a folder
+    output) hold an input; nor overlap another output of the command."""
 
     def __init__(self, inputs: Iterable[PathLike | None] = (), force: bool = False):
         self.inputs = [Path(p) for p in inputs if p is not None and str(p) != STDOUT]
         self.force = force
         self.outputs: list[Path] = []
+
+    def _check_clashes(self, path: Path, option: str, holds_inputs: bool = False) -> None:
+        """``holds_inputs``: a folder written into, not replaced, may hold inputs."""
+        for other in self.inputs:
+            if same_file(path, other):
+                raise VnexportError(f"{option} would overwrite the input {other}", path)
+            if contains(other, path):
+                raise VnexportError(f"{option} would write into the input folder {other}", path)
+            if contains(path, other) and not holds_inputs:
+                raise VnexportError(f"{option} would replace the folder holding the input "
+                                    f"{other}", path)
+        for other in self.outputs + (_COMMAND[-1] if _COMMAND else []):
+            if overlaps(path, other):
+                raise VnexportError(f"{option} is already another output of this command "
+                                    f"({other})", path)
+
+    def _reserve(self, path: Path) -> None:
+        self.outputs.append(path)
+        if _COMMAND:
+            _COMMAND[-1].append(path)
 
     def add(self, path: PathLike | None, option: str = "--output", *,
             update: bool = False) -> Path | None:
@@ -131,12 +189,7 @@ class OutputPlan:
         if path is None or str(path) == STDOUT:
             return None
         path = Path(path)
-        for other in self.inputs:
-            if same_file(path, other):
-                raise VnexportError(f"{option} would overwrite the input {other}", path)
-        for other in self.outputs + (_COMMAND[-1] if _COMMAND else []):
-            if same_file(path, other):
-                raise VnexportError(f"{option} is already another output of this command", path)
+        self._check_clashes(path, option)
         if os.path.lexists(path):
             if path.is_dir():
                 raise VnexportError(f"{option}: is a directory", path)
@@ -148,19 +201,25 @@ class OutputPlan:
         _folder_writable(path, option)
         clean_stale_temps(path.parent)
         _PLANNED[path.resolve()] = self.force or update
-        self.outputs.append(path)
-        if _COMMAND:
-            _COMMAND[-1].append(path)
+        self._reserve(path)
         return path
 
-    def add_folder(self, path: PathLike, option: str) -> Path:
-        """A folder the command creates or writes into (``demo --workdir``)."""
+    def check_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
+        """``add_folder``'s checks without touching the file system (so that several folders
+        are all checked before any of them is probed)."""
         path = Path(path)
-        for other in self.inputs:
-            if same_file(path, other):
-                raise VnexportError(f"{option} is an input of this command", path)
+        self._check_clashes(path, option, holds_inputs=not replace)
         if os.path.lexists(path) and not path.is_dir():
             raise VnexportError(f"{option}: exists and is not a folder", path)
+        if replace and os.path.lexists(path) and not self.force:
+            raise VnexportError(f"{option} exists; pass --force to replace it", path)
+        return path
+
+    def add_folder(self, path: PathLike, option: str, *, replace: bool = False) -> Path:
+        """A folder the command creates or writes into (``demo --workdir``, a repository);
+        ``replace``: one it creates whole, replacing an existing one only with --force (a
+        Triton model folder)."""
+        path = self.check_folder(path, option, replace=replace)
         probe = path if path.is_dir() else path.parent
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
@@ -169,6 +228,8 @@ class OutputPlan:
         _folder_writable(probe / ".probe", option)
         if path.is_dir():
             clean_stale_temps(path)
+        if replace:
+            self._reserve(path)
         return path
 
 
@@ -233,9 +294,16 @@ def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]
     try:
         yield tmp
         _publish(tmp, path, replace)
-    except OSError as e:
+    except VnexportError:
         tmp.unlink(missing_ok=True)
-        raise VnexportError(f"could not write the output ({e.strerror or e})", path) from None
+        raise
+    except (OSError, RuntimeError) as e:  # a full disk, a file size limit, permissions: the
+        tmp.unlink(missing_ok=True)       # output is named (torch's writer: a RuntimeError)
+        if not (isinstance(e, OSError) or _WRITE_FAILED.search(str(e))):
+            raise
+        why = e.strerror if isinstance(e, OSError) and e.strerror else \
+            (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise VnexportError(f"could not write the output ({why})", path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

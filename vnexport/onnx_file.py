@@ -17,7 +17,8 @@ import onnx
 from onnx import helper
 
 from .errors import VnexportError
-from .fileio import atomic_output
+from .fileio import atomic_output, check_regular, contains
+from .limits import MAX_IMG_SIZE
 
 PRECISIONS = ("fp32", "fp16", "int8")
 PROTOBUF_LIMIT = 2**31 - 1
@@ -29,19 +30,79 @@ _QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
 
 def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.ModelProto:
-    """``onnx.load`` with a one-line error for a missing, empty or unreadable file.
-    ``external_data=False`` reads the graph without a ``.onnx.data`` weights file."""
-    path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such file", path)
+    """``onnx.load`` with a one-line error for a missing, empty, special or unreadable file;
+    its external data (if any) must be regular files inside its folder
+    (:func:`external_data_files`), checked before anything reads them.
+    ``external_data=False`` reads the graph without the weights files."""
+    path = check_regular(path)
     if path.stat().st_size == 0:
         raise VnexportError("the file is empty", path)
     try:
-        return onnx.load(str(path), load_external_data=external_data)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError, ValueError, OSError ...
         first = (str(e).splitlines() or [type(e).__name__])[0][:200] or "parse error"
         raise VnexportError(f"not a readable ONNX file ({type(e).__name__}: {first})",
                             path) from None
+    if external_data_files(model, path) and external_data:
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except Exception as e:  # noqa: BLE001 - a damaged weights file
+            raise VnexportError(f"cannot read its external data ({type(e).__name__}: "
+                                f"{(str(e).splitlines() or [''])[0][:200]})", path) from None
+    return model
+
+
+def _external_location(tensor) -> str | None:
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return None
+    return {e.key: e.value for e in tensor.external_data}.get("location", "")
+
+
+def external_data_files(model: onnx.ModelProto, path: str | os.PathLike) -> list[Path]:
+    """The external data files the model at ``path`` names, each checked (VnexportError):
+    a relative path without ``..``, inside the model's folder also through links, existing,
+    a regular file. The one check every command that reads ONNX runs (``load_onnx``)."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    path = Path(path)
+    folder = path.parent
+    files: dict[str, Path] = {}
+    for tensor in _get_all_tensors(model):
+        loc = _external_location(tensor)
+        if loc is None or loc in files:
+            continue
+        why = None
+        if not loc:
+            why = "has no location"
+        elif os.path.isabs(loc) or loc.startswith(("/", "\\")) or ":" in loc[:3]:
+            why = "is an absolute path"
+        elif ".." in Path(loc.replace("\\", "/")).parts:
+            why = "leaves the model's folder ('..')"
+        elif not contains(folder, folder / loc):
+            why = "leaves the model's folder (through a link)"
+        if why:
+            raise VnexportError(f"external data {loc!r} of tensor {tensor.name!r} {why}; "
+                                "external data must lie in the model's folder", path)
+        try:
+            check_regular(folder / loc)
+        except VnexportError as e:
+            raise VnexportError(f"external data {loc!r} of tensor {tensor.name!r}: "
+                                f"{e.message}", path) from None
+        files[loc] = folder / loc
+    return list(files.values())
+
+
+def check_image_input(inp: "OnnxInput", path: str | os.PathLike) -> "OnnxInput":
+    """The shared input checks (quantize, trt, bench, triton): a float32 or float16 NCHW
+    input with positive static dims and height/width within ``limits.MAX_IMG_SIZE``."""
+    if inp.dtype not in ("float32", "float16"):
+        raise VnexportError(f"input {inp.name!r} is {inp.dtype}; an image input is float32 or "
+                            "float16", path)
+    big = [d for d in inp.shape[2:] if d is not None and d > MAX_IMG_SIZE]
+    if big:
+        raise VnexportError(f"its input is {'x'.join(str(d) for d in inp.shape[2:])}, above "
+                            f"the limit of {MAX_IMG_SIZE}", path)
+    return inp
 
 
 def _graph(model: onnx.ModelProto | str | os.PathLike) -> onnx.ModelProto:
@@ -184,8 +245,11 @@ def read_onnx_input(path: str | os.PathLike, model=None) -> OnnxInput:
                             f"({', '.join(i.name for i in inputs) or 'none'})", path)
     inp = inputs[0]
     tt = inp.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                 for d in tt.shape.dim)
+    bad = [d.dim_value for d in tt.shape.dim if d.HasField("dim_value") and d.dim_value <= 0]
+    if bad:
+        raise VnexportError(f"input {inp.name!r} declares a dimension of {bad[0]}; dimensions "
+                            "are positive (or symbolic)", path)
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
     if len(dims) != 4:
         raise VnexportError(f"input {inp.name!r} has rank {len(dims)}; an NCHW image input "
                             "(rank 4) is needed", path)

@@ -452,6 +452,11 @@ def _read_cache(path: Path) -> dict:
     return data.get("entries", {})
 
 
+def cache_entries(path: str | Path) -> dict:
+    """The entries of a calibration cache file (empty where it does not exist)."""
+    return _read_cache(Path(path))
+
+
 def _write_cache(path: Path, entries: dict) -> None:
     with atomic_output(path, replace=True) as tmp:  # read and extended: an update
         tmp.write_text(json.dumps({"format": "vnexport-calibration-cache",
@@ -470,9 +475,13 @@ class Int8Report:
     quantized_nodes: int = 0
     n_nodes: int = 0
     float_nodes: list[str] = field(default_factory=list)
+    # the cache entries to write once the command's verification passed (save_pending_cache)
+    pending_cache: dict | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("pending_cache")
+        return d
 
     def lines(self) -> list[str]:
         sym = "symmetric" if self.activation_type == "int8" else "asymmetric"
@@ -509,15 +518,14 @@ def calibrate(model_path: Path, reader: ArrayDataReader, cal_method, settings: I
 def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             cache_path: str | Path | None = None, activation_type: str = "int8",
             report: Int8Report | None = None, quantize_stem: bool = False,
-            exclude: tuple[str, ...] | list[str] = ()) -> onnx.ModelProto:
+            exclude: tuple[str, ...] | list[str] = (), save_cache: bool = True,
+            ) -> onnx.ModelProto:
     """Explicit Q/DQ int8 graph calibrated on ``calib_x`` (see the module docstring). The
-    nodes named in ``exclude`` stay float as well (``budget`` chooses them).
-
-    The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
+    nodes named in ``exclude`` stay float as well (``budget`` chooses them). The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
     only 4*4*3 = 48 its rounding errors do not average out, and on the digits test model
     quantizing it costs 3 points of held-out accuracy against 0.2 without it, for ~1.5% of the
     network's multiply-adds (keeping the first layer in float is common int8 practice).
-    """
+    ``save_cache=False``: new ranges wait in ``report.pending_cache`` (``save_int8_cache``)."""
     from onnxruntime.quantization import QuantFormat, TensorsData, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -558,7 +566,9 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             report.calibration_seconds = time.perf_counter() - t
             if cache_path is not None:
                 entries[key] = json.loads(ranges_file.read_text())
-                _write_cache(cache_path, entries)
+                report.pending_cache = entries
+                if save_cache:
+                    save_int8_cache(report)
         q = onnx.load(out)
     report.float_nodes = [] if quantize_stem else stem_nodes(model)
     report.n_nodes = len(q.graph.node)
@@ -602,8 +612,9 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
                     method: str = "minmax", fp16_io: bool = False,
                     cache_path: str | Path | None = None, calib_is_random: bool = False,
                     activation_type: str = "int8", quantize_stem: bool = False,
-                    ) -> tuple[onnx.ModelProto, PrecisionReport]:
-    """Turn an fp32 ONNX model into ``precision`` (fp32 returns it unchanged)."""
+                    save_cache: bool = True) -> tuple[onnx.ModelProto, PrecisionReport]:
+    """Turn an fp32 ONNX model into ``precision`` (fp32 returns it unchanged).
+    ``save_cache=False``: an int8 cache is written later by :func:`save_pending_cache`."""
     if precision not in PRECISIONS:
         raise VnexportError(f"--precision: unknown precision {precision!r} "
                             f"({', '.join(PRECISIONS)})")
@@ -623,10 +634,23 @@ def apply_precision(fp32_model: onnx.ModelProto, precision: str, *, calib_x: np.
         report.int8 = Int8Report(method, activation_type)
         model = to_int8(fp32_model, calib_x, method=method, cache_path=cache_path,
                         activation_type=activation_type, report=report.int8,
-                        quantize_stem=quantize_stem)
+                        quantize_stem=quantize_stem, save_cache=save_cache)
     set_metadata(model, {"vnexport.precision": precision,
                          "vnexport.precision_report": json.dumps(report.to_dict())})
     return model, report
+
+
+def save_int8_cache(int8: Int8Report | None) -> None:
+    """Write the calibration cache entries ``to_int8(save_cache=False)`` held back."""
+    if int8 is not None and int8.pending_cache is not None and int8.cache:
+        _write_cache(Path(int8.cache), int8.pending_cache)
+        int8.pending_cache = None
+
+
+def save_pending_cache(report: PrecisionReport | None) -> None:
+    """Write the calibration cache that ``apply_precision(save_cache=False)`` held back (the
+    command calls this only once its verification passed)."""
+    save_int8_cache(report.int8 if report is not None else None)
 
 
 def latencies_ms(sessions: dict, x1: np.ndarray, runs: int = 20,

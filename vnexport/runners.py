@@ -25,8 +25,10 @@ import torch
 from . import ort, trt
 from .checkpoint import load_checkpoint
 from .errors import MissingRuntimeError, VnexportError
+from .fileio import check_regular
 from .model import VanillaNetConfig
 from .onnx_file import detect_precision, load_onnx
+from .quiet import third_party_output
 
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = trt.ENGINE_SUFFIXES
@@ -114,12 +116,11 @@ def engine_precision(path: Path) -> tuple[str, list[str]]:
 
 
 def trt_from_engine(path: str | os.PathLike) -> Runner:
-    path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such file", path)
-    runtime = trt.require_engine_runtime(path)  # a CUDA GPU, then its builder, or exit 3
-    precision, notes = engine_precision(path)
-    engine = trt.load_engine(path)  # once: the runner is called batch after batch
+    path = check_regular(path)
+    with third_party_output(library="TensorRT"):  # its log: VNEXPORT_DEBUG=1
+        runtime = trt.require_engine_runtime(path)  # a CUDA GPU, then its builder, or exit 3
+        precision, notes = engine_precision(path)
+        engine = trt.load_engine(path)  # once: the runner is called batch after batch
 
     def fn(x: np.ndarray) -> np.ndarray:
         return np.asarray(trt.infer(engine, np.ascontiguousarray(x, np.float32)), np.float64)

@@ -25,7 +25,9 @@ from pathlib import Path
 import onnx
 
 from .errors import MissingRuntimeError, VnexportError
-from .onnx_file import detect_precision, get_metadata, load_onnx, read_onnx_input
+from .fileio import check_regular
+from .onnx_file import (check_image_input, detect_precision, external_data_files, get_metadata,
+                        load_onnx, read_onnx_input)
 from .trt import ENGINE_SUFFIXES, provenance_path
 
 # numpy dtype names (as onnx_file.read_onnx_input gives them) -> Triton data types
@@ -73,6 +75,7 @@ class ModelFacts:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     onnx_path: Path | None = None  # the ONNX file (the source ONNX file of an engine)
+    external: tuple[Path, ...] = ()  # the ONNX file's external data files (in its folder)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -163,7 +166,7 @@ def facts_from_onnx(path: str | os.PathLike) -> ModelFacts:
     path = Path(path)
     model = load_onnx(path, external_data=False)
     meta = get_metadata(model)
-    inp = read_onnx_input(path, model)
+    inp = check_image_input(read_onnx_input(path, model), path)
     if any(d is None for d in inp.shape[1:]):
         raise VnexportError(f"input {inp.name!r} has dynamic C, H or W {list(inp.shape)}", path)
     out_name, out_dtype, out_dims = _output(model, path)
@@ -180,17 +183,18 @@ def facts_from_onnx(path: str | os.PathLike) -> ModelFacts:
         classes=int(out_dims[1]), max_batch=max_batch, dynamic_batch=dynamic,
         fixed_batch=None if dynamic else inp.batch, precision=onnx_precision(model, meta, path),
         img_size=_int_or_none(meta, "img_size") or inp.shape[-1],
-        mean=_floats(meta, "mean"), std=_floats(meta, "std"), onnx_path=path)
+        mean=_floats(meta, "mean"), std=_floats(meta, "std"), onnx_path=path,
+        external=tuple(external_data_files(model, path)))
 
 
 def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
     """An engine's facts: batch profile and precision from its provenance ``<engine>.json``,
     names, dtypes and classes from the source ONNX file it names (beside the engine)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VnexportError("no such file", path)
+    path = check_regular(path)
     prov_path = provenance_path(path)
     try:
+        if os.path.lexists(prov_path):
+            check_regular(prov_path)  # a FIFO there must not block
         prov = json.loads(prov_path.read_text())
         profile = prov["profile"]
         max_shape = [int(d) for d in profile["max"]]
@@ -198,7 +202,7 @@ def facts_from_engine(path: str | os.PathLike) -> ModelFacts:
     except FileNotFoundError:
         raise VnexportError(f"no provenance file {prov_path.name} beside the engine (vnexport "
                             "trt writes it): the batch profile is unknown", path) from None
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OSError):
         raise VnexportError("not a vnexport engine provenance file (needs profile.max and "
                             "source_onnx)", prov_path) from None
     if prov.get("builder") == "tensorrt-rtx":
@@ -236,6 +240,14 @@ def read_facts(path: str | os.PathLike) -> ModelFacts:
                         "(<engine>.json)", path)
 
 
+def input_files(facts: ModelFacts) -> list[Path]:
+    """Every file the model folder is made from (none may be replaced by the repository)."""
+    files = [facts.source, *facts.external]
+    if facts.kind == "engine":
+        files += [provenance_path(facts.source), facts.onnx_path]
+    return [f for f in files if f is not None]
+
+
 def default_name(path: Path) -> str:
     """``vanillanet_5.onnx`` -> ``vanillanet_5``: the file name before its first dot, with
     characters a model folder should not have replaced by '_'."""
@@ -245,7 +257,7 @@ def default_name(path: Path) -> str:
 
 def read_labels(path: str | os.PathLike, classes: int) -> tuple[str, ...]:
     """One class name per line; the count must equal the model's classes."""
-    path = Path(path)
+    path = check_regular(path, "--labels")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
@@ -408,8 +420,9 @@ def ensemble_config(facts: ModelFacts, opts: ServingOptions) -> str:
 # checking a config against the artifact
 
 
-def parse_config(text: str):
-    """``config.pbtxt`` text -> Triton's ``ModelConfig`` (tritonclient's protobuf)."""
+def parse_config(text: str, source: Path | None = None):
+    """``config.pbtxt`` text -> Triton's ``ModelConfig`` (tritonclient's protobuf);
+    ``source``: the user's file it was read from (None: a config vnexport generated)."""
     try:
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
@@ -419,8 +432,8 @@ def parse_config(text: str):
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as e:
-        raise VnexportError(f"the generated config does not parse as a Triton ModelConfig "
-                            f"({e})") from None
+        what = "does not parse" if source else "the generated config does not parse"
+        raise VnexportError(f"{what} as a Triton ModelConfig ({e})", source) from None
 
 
 def _tensor_problems(what: str, tensors, name: str, dtype: str, dims) -> list[str]:
@@ -574,6 +587,8 @@ def model_folders(facts: ModelFacts, opts: ServingOptions) -> list[ModelFolder]:
         files[f"{v}/model.plan"] = facts.source
     else:
         files[f"{v}/model.onnx"] = facts.source
+        for data in facts.external:  # beside it, as the file names them
+            files[f"{v}/{data.relative_to(facts.source.parent).as_posix()}"] = data
         if opts.backend == "python":
             files[f"{v}/model.py"] = TEMPLATES / "onnx_model.py"
     if opts.labels:
@@ -607,15 +622,21 @@ def _write_folder(folder: ModelFolder, root: Path) -> None:
             dst.write_text(src)
 
 
+def check_unique(repo: Path, folders: list[ModelFolder]) -> list[str]:
+    """The folders' names, each once (two models in one folder: VnexportError)."""
+    names = [f.name for f in folders]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise VnexportError(f"two models would share the folder {dupes[0]!r}; give --name", repo)
+    return names
+
+
 def write_repository(repo: str | os.PathLike, folders: list[ModelFolder],
                      force: bool = False) -> list[Path]:
     """Write every folder into ``repo`` all or nothing: built in a staging folder inside the
     repository, then renamed into place; existing folders are refused without ``force``."""
     repo = Path(repo)
-    names = [f.name for f in folders]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise VnexportError(f"two models would share the folder {dupes[0]!r}; give --name", repo)
+    names = check_unique(repo, folders)
     if repo.exists() and not repo.is_dir():
         raise VnexportError("the repository path exists and is not a folder", repo)
     existing = [n for n in names if (repo / n).exists()]

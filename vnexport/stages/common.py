@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Optional
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import EXIT_OK, VnexportError
+from ..limits import split_ints
 from ..model import check_img_size as _img_size_reason
 
 
@@ -104,12 +105,8 @@ def torch_threads(threads: Optional[int]):
 
 
 def parse_ints(text: Optional[str], option: str) -> Optional[tuple[int, ...]]:
-    if text is None:
-        return None
-    try:
-        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
-    except ValueError:
-        raise VnexportError(f"{option} takes comma-separated integers, got {text!r}") from None
+    """A comma-separated integer option (None: not given), by the one list parser."""
+    return None if text is None else split_ints(text, option)
 
 
 def load(ckpt: Path, src: Source, log: Log) -> Checkpoint:

@@ -7,6 +7,8 @@ shared set of inputs and one training-form reference.
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -217,7 +219,18 @@ def run(opts: DemoOptions, log: Log = Log()) -> DemoResult:
     if reason:
         raise VnexportError(f"--img-size: {reason}")
     OutputPlan().add_folder(workdir, "--workdir")
+    created = not os.path.lexists(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(opts, cfg, workdir, log)
+    except BaseException:  # a failed or interrupted demo leaves no folder it created
+        if created:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _run(opts: DemoOptions, cfg, workdir: Path, log: Log) -> DemoResult:
+    n, img_size = opts.n, opts.img_size
     ckpt_path = workdir / f"checkpoint-{opts.variant}.pth"
     t = time.perf_counter()
     write_training_checkpoint(ckpt_path, cfg, seed=0, epoch=299, overwrite=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .. import trt
 from ..errors import MissingRuntimeError, VnexportError
+from ..fileio import check_regular
+from ..quiet import third_party_output
 from ..model import multiply_adds, parameter_count
 from ..onnx_file import detect_precision, get_metadata, load_onnx, op_inventory, read_onnx_input
 from ..runners import ENGINE_SUFFIXES, ONNX_SUFFIXES
@@ -134,8 +136,11 @@ class EngineInfoResult(InfoResult):
 def run_engine(path: Path) -> EngineInfoResult:
     """An engine's facts; its own tensors where its runtime and a CUDA GPU are here (else
     ``missing`` says why, and the text says they were not read). A file whose header the
-    TensorRT-RTX runtime finds malformed is no engine: VnexportError (exit 2)."""
-    facts = trt.engine_facts(path)
+    TensorRT-RTX runtime finds malformed is no engine: VnexportError (exit 2). TensorRT's
+    own log is captured (VNEXPORT_DEBUG=1 shows it)."""
+    check_regular(path)
+    with third_party_output(library="TensorRT"):
+        facts = trt.engine_facts(path)
     hc = facts["header_check"]
     if hc.get("checked") and "MALFORMED_ENGINE" in hc.get("diagnostics", []) \
             and facts["provenance"] is None:
@@ -144,7 +149,8 @@ def run_engine(path: Path) -> EngineInfoResult:
                             "provenance JSON is beside it", path)
     missing = None
     try:
-        facts["engine"] = trt.engine_io(path)
+        with third_party_output(library="TensorRT"):
+            facts["engine"] = trt.engine_io(path)
     except MissingRuntimeError as e:
         facts["engine"], missing = None, e
         facts["not_loaded"] = str(e)

@@ -24,7 +24,7 @@ from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expecte
                            resolve_exporter, verification_metadata, verify_onnx)
 from ..onnx_file import (get_metadata, op_inventory, save_onnx, serialize, set_metadata,
                          write_onnx)
-from ..precision import verify_precision
+from ..precision import save_pending_cache, verify_precision
 from ..verify import (calibration_inputs, describe_inputs, make_inputs, run_torch,
                       tolerance_for)
 from .common import Log, Result, Source, default_output, load, precision_comparison_lines
@@ -238,6 +238,7 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
         set_metadata(proto, verification_metadata(v.comparisons, v.reference, inputs),
                      sort_keys=True)
     save_onnx(proto, output)
+    save_pending_cache(rep)  # the cache too only now, the run's verification passed
     report["written"] = True
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return Result(report, [f"wrote {output} ({output.stat().st_size / 2**20:.1f} MiB, "

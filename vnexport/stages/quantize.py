@@ -21,7 +21,7 @@ from ..fileio import OutputPlan
 from ..onnx_file import (check_fp32_classifier, input_geometry, load_onnx, save_onnx,
                          set_metadata)
 from ..precision import (RANDOM_CALIBRATION_WARNING, PrecisionReport,
-                         apply_precision, verify_precision)
+                         apply_precision, save_pending_cache, verify_precision)
 from ..limits import MAX_IMG_SIZE
 from ..verify import (calibration_inputs, describe_inputs, image_inputs, random_inputs,
                       run_torch, tolerance_for)
@@ -73,7 +73,7 @@ def convert(fp32: onnx.ModelProto, precision: str, calib: np.ndarray, conv: Conv
         out, rep = apply_precision(fp32, precision, calib_x=calib, method=conv.method,
                                    fp16_io=conv.fp16_io, cache_path=conv.cache,
                                    calib_is_random=conv.calib_images is None,
-                                   quantize_stem=conv.int8_stem)
+                                   quantize_stem=conv.int8_stem, save_cache=False)
         _lines(rep, log)
         return out, rep, None
     apply_precision(fp32, "fp32", calib_x=calib)  # its checks (calibration count, batch)
@@ -256,6 +256,7 @@ def _write(opts: QuantizeOptions, output: Path, out_model, rep, comps, source: s
         return Result(report, [f"not written: {output}"], EXIT_CHECK_FAILED)
     set_metadata(out_model, {"vnexport.verification": json.dumps(comp.to_dict())})
     save_onnx(out_model, output)
+    save_pending_cache(rep)  # the cache too only now, the run's verification passed
     report["written"] = True
     report["seconds"] = round(time.perf_counter() - t0, 3)
     mib = output.stat().st_size / 2**20

@@ -4,8 +4,11 @@ Stops cleanly on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -13,11 +16,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import MissingRuntimeError, VnexportError
+from ..fileio import check_regular
 from ..triton import (ServingOptions, default_name, model_folders, parse_config, read_facts,
                       write_repository)
 from ..triton_server import TritonServer, require_server
 from .common import Log, Result
 
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM, whatever the target (as every command)
 # what the wheel's server can load: the Python backend, and ensembles of it
 SERVABLE = {("", "python"), ("ensemble", "")}
 
@@ -67,6 +72,40 @@ def check_options(opts: ServeOptions) -> None:
                             f"{ports}")
     if not opts.target.exists():
         raise VnexportError("no such file or folder", opts.target)
+    if not opts.target.is_dir():
+        check_regular(opts.target)
+
+
+def _bind_family(host: str) -> tuple[int, str]:
+    if not host.strip() or host != host.strip():
+        raise VnexportError(f"--host {host!r}: give an address or host name of this machine")
+    try:
+        info = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError, ValueError) as e:
+        raise VnexportError(f"--host {host!r}: not an address or known host name "
+                            f"({getattr(e, 'strerror', None) or e})") from None
+    return info[0], info[4][0]
+
+
+def check_ports_free(opts: ServeOptions) -> None:
+    """Each port must be free on ``--host`` now (bound and released here): a server already
+    answering there would otherwise be taken for the one this command starts."""
+    family, address = _bind_family(opts.host)
+    for option, port in (("--http-port", opts.http_port), ("--grpc-port", opts.grpc_port),
+                         ("--metrics-port", opts.metrics_port)):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise VnexportError(f"{option} {port}: the port is taken on {opts.host} "
+                                        "(another server listens there)") from None
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise VnexportError(f"--host {opts.host!r}: not an address of this "
+                                        "machine") from None
+                raise VnexportError(f"{option} {port}: cannot listen on {opts.host} "
+                                    f"({e.strerror or e})") from None
 
 
 def check_repository(repo: Path) -> None:
@@ -75,10 +114,15 @@ def check_repository(repo: Path) -> None:
     if not configs:
         raise VnexportError("no model folders (<name>/config.pbtxt) in the repository", repo)
     for path in configs:
+        check_regular(path, "config.pbtxt")
         try:
-            cfg = parse_config(path.read_text())
-        except VnexportError as e:
-            raise VnexportError(e.message, path) from None
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise VnexportError("not a text file (config.pbtxt is Triton's text format)",
+                                path) from None
+        except OSError as e:
+            raise VnexportError(f"cannot read it ({e.strerror or e})", path) from None
+        cfg = parse_config(text, path)
         if (cfg.platform, cfg.backend) not in SERVABLE:
             raise MissingRuntimeError(
                 f"platform {cfg.platform or cfg.backend!r} needs a backend the nvidia-pytriton "
@@ -101,6 +145,23 @@ def artifact_repository(artifact: Path, folder: Path) -> Path:
     return repo
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or no hard links there
+        shutil.copy2(src, dst)
+
+
+def linked_copy(repo: Path, dst: Path) -> Path:
+    """``repo`` as hard links (copies where links cannot be made) under ``dst``: the server
+    reads the same bytes, and whatever it writes lands in ``dst``, never in the user's folder."""
+    try:
+        shutil.copytree(repo, dst, copy_function=_link_or_copy, symlinks=False)
+    except (OSError, shutil.Error) as e:
+        raise VnexportError(f"cannot prepare the repository for serving ({e})", repo) from None
+    return dst
+
+
 def start(opts: ServeOptions, workdir: Path) -> tuple[TritonServer, ServeResult]:
     """Check, prepare the repository, start the server and wait until it is ready."""
     check_options(opts)
@@ -108,15 +169,38 @@ def start(opts: ServeOptions, workdir: Path) -> tuple[TritonServer, ServeResult]
     target = Path(opts.target)
     repo = target if target.is_dir() else artifact_repository(target, workdir)
     check_repository(repo)
+    check_ports_free(opts)
+    if repo == target:  # the server writes into what it serves (__pycache__): a linked copy
+        repo = linked_copy(target, workdir / "repository")
     server = TritonServer(repo, host=opts.host, http_port=opts.http_port,
                           grpc_port=opts.grpc_port, metrics_port=opts.metrics_port)
     server.start()
     try:
-        models = server.wait_ready(opts.ready_timeout)
+        models = check_identity(server, repo, opts, server.wait_ready(opts.ready_timeout))
+    except VnexportError as e:
+        server.stop()
+        if e.path == str(repo):
+            e.path = str(target)
+        raise
     except BaseException:
         server.stop()
         raise
     return server, ServeResult(repo=target, urls=server.urls, models=models, pid=server.pid)
+
+
+def check_identity(server: TritonServer, repo: Path, opts: ServeOptions,
+                   models: list[dict]) -> list[dict]:
+    """The server that answered ready must be the one started here: its process alive, and the
+    repository's models, and only those, loaded."""
+    if server.process.poll() is not None:
+        raise VnexportError(f"--http-port {opts.http_port}: another server answered there; "
+                            f"the one started here exited ({server.process.returncode})", repo)
+    want = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+    got = sorted(str(m.get("name")) for m in models if m.get("state", "READY") == "READY")
+    if got != want:
+        raise VnexportError(f"--http-port {opts.http_port}: the server answering there serves "
+                            f"{got}, not this repository's {want} (another server?)", repo)
+    return models
 
 
 def _interrupt(signum, frame):
@@ -124,8 +208,8 @@ def _interrupt(signum, frame):
 
 
 def wait_for_signal(server: TritonServer) -> None:
-    """Block until Ctrl-C or SIGTERM (both arrive as KeyboardInterrupt), or fail when the
-    server exits by itself."""
+    """Block until Ctrl-C or SIGTERM (both arrive as KeyboardInterrupt: returns), or fail when
+    the server exits by itself."""
     try:
         while server.process.poll() is None:
             time.sleep(0.5)
@@ -150,6 +234,7 @@ def run(opts: ServeOptions, log: Log = Log(),
         try:
             on_ready(result)
             wait_for_signal(server)
+            result.exit_code = EXIT_INTERRUPTED  # stopped by a signal: as any command is
         finally:
             result.exit_status = server.stop()
         return result

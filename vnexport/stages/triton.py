@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import VnexportError
+from ..fileio import OutputPlan
 from ..triton import (DEFAULT_WORKSPACE_BYTES, ModelFolder, ServingOptions, batching_note,
-                      default_name, model_folders, parse_config, read_facts, read_labels,
-                      write_repository)
+                      check_unique, default_name, input_files, model_folders, parse_config,
+                      read_facts, read_labels, write_repository)
 from ..trt import compat, read_provenance
 from .common import Log, Result, parse_ints
 
@@ -84,10 +85,14 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         raise VnexportError("give at least one artifact (an ONNX file or an engine)")
     if opts.name is not None and len(opts.artifacts) > 1:
         raise VnexportError("--name names one model; give one artifact with it")
+    if opts.name is not None and not opts.name.strip():
+        raise VnexportError(f"--name {opts.name!r}: give a model name (letters, digits, '_', "
+                            "'-', '.')")
     folders: list[ModelFolder] = []
-    models, notes = [], []
+    models, notes, inputs = [], [], [opts.labels]
     for path in map(Path, opts.artifacts):
         facts = read_facts(path)
+        inputs += input_files(facts)
         new = model_folders(facts, serving_options(opts, path, facts.classes))
         described = [_describe(f, path) for f in new]
         described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
@@ -100,6 +105,15 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         folders += new
         if batching_note(facts):
             notes.append(batching_note(facts))
+    check_unique(Path(opts.output), folders)
+    plan = OutputPlan(inputs, opts.force)  # never an input replaced, also with --force
+    targets = {Path(opts.output) / f.name: f"--output: model folder {f.name!r}" for f in folders}
+    plan.check_folder(opts.output, "--output")
+    for path, option in targets.items():  # all checked before the repository is probed
+        plan.check_folder(path, option, replace=True)
+    plan.add_folder(opts.output, "--output")
+    for path, option in targets.items():
+        plan.add_folder(path, option, replace=True)
     write_repository(opts.output, folders, force=opts.force)
     for n in notes:
         log.note(f"note: {n}")

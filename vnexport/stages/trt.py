@@ -11,6 +11,7 @@ called through the module (``trt.build_engine``) so that tests can stand in for 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ import numpy as np
 
 from .. import ort, trt
 from ..errors import EXIT_CHECK_FAILED, VnexportError
-from ..fileio import OutputPlan
+from ..fileio import OutputPlan, atomic_output, check_regular
 from ..fuse import check_exact
 from ..onnx_export import export_onnx, resolve_exporter
-from ..onnx_file import (OnnxInput, detect_precision, load_onnx, read_onnx_input,
-                         stored_max_batch)
+from ..onnx_file import (OnnxInput, check_image_input, detect_precision, load_onnx,
+                         read_onnx_input, stored_max_batch)
+from ..quiet import third_party_output
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
 from .common import Log, Result, Source, check_img_size, comparison_lines, default_output, load
@@ -89,6 +91,18 @@ def _checker(ref: np.ndarray, x, tol, onnx_path: Path):
     return check
 
 
+@contextlib.contextmanager
+def _named(onnx_path: Path, source: Path):
+    """An error about the temporary ONNX file exported from a checkpoint names the checkpoint
+    (the file the user gave), never the temporary path."""
+    try:
+        yield
+    except VnexportError as e:
+        if e.path == str(onnx_path) and onnx_path != source:
+            e.path = str(source)
+        raise
+
+
 def build_from_source(source: Path, output: Path, precision: str, options: BuildOptions, *,
                       ckpt=None, from_onnx: bool, runtime: dict,
                       verify: VerifySpec | None = VerifySpec(), img_size: int | None = None,
@@ -104,7 +118,9 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
         if from_onnx:
             onnx_path = source
         else:
-            onnx_path = keep_onnx or Path(tmp) / f"{source.name.split('.')[0]}_{precision}.onnx"
+            # kept (--keep-onnx) only once the engine is written: published after the build
+            onnx_path = Path(tmp) / (keep_onnx.name if keep_onnx else
+                                     f"{source.name.split('.')[0]}_{precision}.onnx")
             echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
             export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
                               allow_inexact, exporter)
@@ -134,11 +150,16 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             check = _checker(ref, x, tol, onnx_path)
 
         echo(f"building a strongly typed {precision} engine from {onnx_path.name} ...")
-        res = trt.build_engine(onnx_path, output, options, img_size=img_size, check=check,
-                           reference=label, verification_inputs=vin, runtime=runtime,
-                           source_checkpoint=None if ckpt is None else {
-                               "file": ckpt.path.name, "sha256": ckpt.sha256,
-                               "variant": ckpt.variant, "form": ckpt.form})
+        with third_party_output(options.verbose, "TensorRT"), \
+                _named(onnx_path, source):  # TensorRT's log: --verbose
+            res = trt.build_engine(onnx_path, output, options, img_size=img_size, check=check,
+                                   reference=label, verification_inputs=vin, runtime=runtime,
+                                   source_checkpoint=None if ckpt is None else {
+                                       "file": ckpt.path.name, "sha256": ckpt.sha256,
+                                       "variant": ckpt.variant, "form": ckpt.form})
+        if keep_onnx is not None and not from_onnx and res.written:
+            with atomic_output(keep_onnx) as kept:
+                kept.write_bytes(onnx_path.read_bytes())
     return res, label
 
 
@@ -175,8 +196,8 @@ def _check_onnx_source(opts: TrtOptions, log: Log):
     if opts.precision is not None and opts.precision != prec:
         raise VnexportError(f"--precision {opts.precision} given, but the file is {prec}; "
                             "the precision comes from the ONNX file", source)
-    resolve_profile(read_onnx_input(source, model), opts.build, opts.img_size, source,
-                    stored_max_batch(model))
+    inp = check_image_input(read_onnx_input(source, model), source)
+    resolve_profile(inp, opts.build, opts.img_size, source, stored_max_batch(model))
     ckpt = None
     if opts.reference is not None:
         ckpt = load(opts.reference, opts.ckpt_source, log)
@@ -186,8 +207,7 @@ def _check_onnx_source(opts: TrtOptions, log: Log):
 def _check_inputs(opts: TrtOptions, log: Log):
     """Every check that needs no runtime (exit 2): (precision, checkpoint, output, keep_onnx)."""
     source, keep_onnx = opts.source, opts.keep_onnx
-    if not source.is_file():
-        raise VnexportError("no such file", source)
+    check_regular(source)
     from_onnx = _is_onnx(source)
     if from_onnx and (keep_onnx or opts.allow_inexact or opts.exporter != "auto"):
         raise VnexportError("--keep-onnx, --allow-inexact and --exporter apply to a checkpoint "

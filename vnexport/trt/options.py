@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VnexportError
+from ..limits import split_list
 from ..onnx_file import OnnxInput
 
 
@@ -143,7 +144,7 @@ def parse_compute_capabilities(text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
     out = []
-    for part in (p.strip() for p in str(text).split(",")):
+    for part in split_list(text, "--compute-capability"):
         major, dot, minor = part.partition(".")
         if not (dot and major.isdigit() and minor.isdigit()):
             raise VnexportError(f"--compute-capability takes MAJOR.MINOR values separated by "

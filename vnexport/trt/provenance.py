@@ -98,7 +98,10 @@ def _targets(builder: str, runtime: dict, options: BuildOptions, facts: dict) ->
 
 
 def read_provenance(engine_path: str | os.PathLike) -> dict | None:
-    """``<engine>.json`` as written by build_engine, or None (absent or unreadable)."""
+    """``<engine>.json`` as written by build_engine, or None (absent, unreadable, or not a
+    regular file: a FIFO there must not block)."""
+    if not provenance_path(engine_path).is_file():
+        return None
     try:
         data = json.loads(provenance_path(engine_path).read_text())
     except (OSError, ValueError):
