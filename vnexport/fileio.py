@@ -278,6 +278,17 @@ def check_new_output(path: PathLike, overwrite: bool = False) -> None:
         raise VnexportError("output exists; pass overwrite=True to replace it", path)
 
 
+def write_error(e: BaseException, path: PathLike) -> VnexportError | None:
+    """A failed write (a full disk, a file size limit, permissions; torch's writer raises a
+    RuntimeError) as the one-line error naming the output ``path``; None for another error."""
+    if not (isinstance(e, OSError) or (isinstance(e, RuntimeError)
+                                       and _WRITE_FAILED.search(str(e)))):
+        return None
+    why = e.strerror if isinstance(e, OSError) and e.strerror else \
+        (str(e).splitlines() or [type(e).__name__])[0][:200]
+    return VnexportError(f"could not write the output ({why})", Path(path))
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it is published as
@@ -299,11 +310,10 @@ def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]
         raise
     except (OSError, RuntimeError) as e:  # a full disk, a file size limit, permissions: the
         tmp.unlink(missing_ok=True)       # output is named (torch's writer: a RuntimeError)
-        if not (isinstance(e, OSError) or _WRITE_FAILED.search(str(e))):
+        failed = write_error(e, path)
+        if failed is None:
             raise
-        why = e.strerror if isinstance(e, OSError) and e.strerror else \
-            (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise VnexportError(f"could not write the output ({why})", path) from None
+        raise failed from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -16,7 +16,7 @@ import torch
 from .. import imagesets
 from ..checkpoint import Checkpoint
 from ..errors import EXIT_CHECK_FAILED
-from ..fileio import OutputPlan, temp_path
+from ..fileio import OutputPlan, temp_path, write_error
 from ..fuse import deploy_model
 from ..model import VanillaNet
 from ..onnx_export import (DEFAULT_OPSET, ada_pool_plans, check_options, expected_conv_count,
@@ -131,17 +131,22 @@ def _announce(c: Checkpoint, ex: Export, proto, export_s: float, log: Log) -> di
 
 def verify(c: Checkpoint, fp32, proto, rep, precision: str, x: torch.Tensor, chk: Check,
            max_batch: Optional[int], reference: Optional[np.ndarray] = None,
-           scratch: Optional[Path] = None) -> Verified:
+           output: Optional[Path] = None) -> Verified:
     """The file on ONNX Runtime against the training form (``reference``: its outputs on
     ``x``, computed here when None): fp32 on every provider, fp16/int8 as ``quantize`` does.
-    With ``scratch`` (a temporary name), fp32 sessions load the model from that file, written
-    and removed here, rather than from its bytes in memory (one copy of the weights fewer)."""
+    With ``output``, fp32 sessions load the model from a temporary file beside it, written
+    and removed here, rather than from its bytes in memory (one copy of the weights fewer);
+    a failed write of it names ``output``."""
     tol = tolerance_for(precision, max_rel=chk.max_rel_err, min_cosine=chk.min_cosine,
                         min_top1=chk.min_top1)
     if precision == "fp32":
+        scratch = temp_path(output) if output is not None else None
         try:
             if scratch is not None:
-                write_onnx(proto, scratch)
+                try:
+                    write_onnx(proto, scratch)
+                except OSError as e:
+                    raise write_error(e, output) from None
             v = verify_onnx(c, scratch or serialize(proto), x, tol, reference,
                             max_batch=max_batch, threads=chk.threads)
         finally:
@@ -227,7 +232,7 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
         log.echo("verification skipped (--no-verify)")
     else:
         v = verify(c, fp32, proto, rep, prec, x, chk, ex.max_batch, reference,
-                   scratch=temp_path(output))
+                   output=output)
         report["verification"] = v.to_dict(prec == "fp32")
         _print_verified(v, log)
         if not v.passed:
