@@ -419,6 +419,24 @@ VERIFY_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help
     "else 224.")
 VERIFY_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
     "PyTorch and ONNX Runtime (default: theirs).")
+EVAL_ARTIFACTS = typer.Argument(..., help="Checkpoints (training or deploy form), ONNX files "
+    "(fp32, fp16, int8) and TensorRT engines (.engine, .plan, .trt). The first is the "
+    "reference and must be a checkpoint; every other is paired with it image by image.")
+EVAL_IMAGES = typer.Option(..., "--images", help="Labelled images in ImageFolder layout: one "
+    "subfolder per class, class index = position of its name in sorted order (ImageNet val in "
+    "synset folders gives the standard indices).")
+EVAL_LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate on N images only, spread "
+    "evenly over the classes (default: all).")
+EVAL_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height "
+    "and width. Default: the input size of the ONNX artifacts (read from the file), else 224.")
+EVAL_CROP_PCT = typer.Option(0.875, "--crop-pct", min=0.05, max=1.0, help="Sizes 33 to 383: "
+    "the shorter side is resized to int(size / crop_pct) before the centre crop (the authors' "
+    "evaluation; 0.875 = 224/256).")
+EVAL_BATCH = typer.Option(32, "--batch", min=1, max=MAX_BATCH, help="Images per batch.")
+EVAL_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
+    "PyTorch and ONNX Runtime (default: theirs).")
+EVAL_MAX_DROP = typer.Option(None, "--max-drop", min=0.0, max=100.0, help="Exit 1 naming every "
+    "artifact whose top-1 is more than this many points below the reference's.")
 BENCH_ARTIFACT = typer.Argument(..., help="Training or deploy checkpoint, ONNX file or "
     "TensorRT engine.")
 BENCH_BATCH = typer.Option("1,8,32", "--batch", help="Batch sizes, comma-separated.")
@@ -807,6 +825,43 @@ def verify(
 
     v = locals()
     opts = pick(stage.VerifyOptions, v, source=pick(stage.Source, v), locate=locate_stage)
+    run_stage(v, lambda lines: stage.run(opts, lines))
+
+
+@app.command(name="eval")
+@handle_errors
+def eval_(
+    artifacts: list[Path] = EVAL_ARTIFACTS,
+    images: Path = EVAL_IMAGES,
+    limit: Optional[int] = EVAL_LIMIT,
+    img_size: Optional[int] = EVAL_IMG_SIZE,
+    crop_pct: float = EVAL_CROP_PCT,
+    batch: int = EVAL_BATCH,
+    threads: Optional[int] = EVAL_THREADS,
+    max_drop: Optional[float] = EVAL_MAX_DROP,
+    key: Key = KeyOpt,
+    model: Optional[str] = ModelOpt,
+    strides: Optional[str] = StridesOpt,
+    ada_pool: Optional[str] = AdaPoolOpt,
+    act_learn: Optional[float] = ActLearnOpt,
+    json_out: Optional[str] = JsonOpt,
+    force: bool = JsonForceOpt,
+    trust: bool = TrustOpt,
+) -> None:
+    """Accuracy on labelled images: top-1 and top-5 of every artifact with 95% confidence
+    intervals (Wilson), and for each against the reference (the first artifact, a checkpoint)
+    the paired difference in top-1 (images right in one only, both ways) and top-1 agreement.
+
+    Preprocessing is the VanillaNet authors' evaluation: sizes 33 to 383 resize the shorter
+    side to int(size / crop_pct) (bicubic) and centre-crop; 384 and above resize to size x size;
+    32 and below use the images as they are; then ImageNet mean/std (an ONNX file's own, from
+    its metadata). Exits 1 with --max-drop when an artifact's top-1 is more than that below the
+    reference's; 3 if an engine cannot be run here.
+    """
+    from .stages import eval as stage
+
+    v = locals()
+    opts = pick(stage.EvalOptions, v, source=pick(stage.Source, v))
     run_stage(v, lambda lines: stage.run(opts, lines))
 
 
