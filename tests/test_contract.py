@@ -128,7 +128,7 @@ def arts(tmp_path_factory) -> Arts:
     folder = tmp_path_factory.mktemp("contract-arts")
     run = make_small_run(folder)
     png = folder / "cat.png"
-    Image.new("RGB", (40, 36), (120, 30, 200)).save(png)
+    Image.new("RGB", (IMG, IMG), (120, 30, 200)).save(png)  # at 32: used unresized
     return Arts(folder, run.training, run.deploy, run.onnx,
                 torch.load(run.training, weights_only=False), png,
                 _runtime_fail_onnx(run.onnx, folder / "runtime_fail.onnx"),

@@ -127,7 +127,10 @@ def _run(opts: EvalOptions, log: Log) -> Result:
         e.accuracy = acc
         if e is not items[0]:
             e.vs_reference = acc.paired(accs[0])
-    return _result(opts, items, labelled, len(samples), t, log)
+    per_class = [0] * len(labelled.classes)
+    for _, c in samples:
+        per_class[c] += 1
+    return _result(opts, items, labelled, per_class, t, log)
 
 
 def table(items: list[Evaluated]) -> list[str]:
@@ -149,7 +152,7 @@ def table(items: list[Evaluated]) -> list[str]:
     return lines
 
 
-def _result(opts: EvalOptions, items: list[Evaluated], labelled, n: int,
+def _result(opts: EvalOptions, items: list[Evaluated], labelled, per_class: list[int],
             t: Transform, log: Log) -> Result:
     for line in table(items):
         log.echo(line)
@@ -161,7 +164,8 @@ def _result(opts: EvalOptions, items: list[Evaluated], labelled, n: int,
         e for e in items[1:] if ref_top1 - e.accuracy.figures()["top1"] > opts.max_drop]
     report = {
         "images": {"root": str(opts.images), "classes": len(labelled.classes),
-                   "found": len(labelled.samples), "n": n, "limit": opts.limit,
+                   "found": len(labelled.samples), "n": sum(per_class), "limit": opts.limit,
+                   "per_class": dict(zip(labelled.classes, per_class)),
                    "img_size": t.img_size, "crop_pct": t.crop_pct, "transform": t.describe()},
         "reference": str(opts.artifacts[0]),
         "artifacts": [e.to_dict() for e in items],
@@ -176,7 +180,7 @@ def _result(opts: EvalOptions, items: list[Evaluated], labelled, n: int,
                     for e in failed]
         closing.append("eval FAILED: " + ", ".join(Path(e.runner.path).name for e in failed))
         return Result(report, closing, EXIT_CHECK_FAILED)
-    closing.append(f"evaluated {len(items)} artifact(s) on {n} images"
+    closing.append(f"evaluated {len(items)} artifact(s) on {sum(per_class)} images"
                    + ("" if opts.max_drop is None else
                       f": every top-1 within {opts.max_drop:g} points of the reference"))
     return Result(report, closing)

@@ -164,6 +164,9 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     if prec != "fp32":
         calib = calibration_inputs(c.cfg, prec, opts.conversion.calib_n, ex.img_size, chk.seed,
                                    opts.conversion.calib_images, x)
+        if opts.conversion.calib_images is not None:
+            log.echo("calibrating on " + describe_inputs(
+                opts.conversion.calib_n, ex.img_size, 0, opts.conversion.calib_images))
         with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
             proto, rep = convert(fp32, prec, calib, opts.conversion, log)
         report["precision"] = rep.to_dict()

@@ -118,6 +118,8 @@ def _run(opts: QuantizeOptions, output: Path, log: Log) -> Result:
          else random_inputs(shape, opts.n, size, opts.seed))
     source = describe_inputs(opts.n, size, opts.seed, opts.images)
     calib = calibration_inputs(shape, prec, conv.calib_n, size, opts.seed, conv.calib_images, x)
+    if conv.calib_images is not None:
+        log.echo(f"calibrating on {describe_inputs(conv.calib_n, size, 0, conv.calib_images)}")
     with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
         out_model, rep = convert(fp32, prec, calib, conv, log)
     if ckpt is not None:
