@@ -205,7 +205,8 @@ TrustOpt = typer.Option(False, "--trust-remote-pickle", help="DANGEROUS: load wi
                         "weights_only=False, which runs any code the file carries. Only for files "
                         "whose origin you trust.")
 ImagesOpt = typer.Option(None, "--images", help="Verify on the JPEG/PNG images in this folder "
-                         "(resize, centre crop, ImageNet mean/std) instead of random inputs.")
+                         "(resize, centre crop, ImageNet mean/std; --n of them spread over the "
+                         "classes of an ImageFolder layout) instead of random inputs.")
 NOpt = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
 ImgSizeOpt = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
     help="Input height and width.")
@@ -246,8 +247,8 @@ CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPE
                               "this folder (resize, centre crop, ImageNet mean/std). Without it "
                               "int8 calibrates on seeded random inputs: fit for speed tests only.")
 CalibNOpt = typer.Option(64, "--calib-n", min=1, max=MAX_INPUTS,
-    help="How many calibration images to use (the "
-                         "first N in sorted order), or random inputs without --calib-images.")
+    help="How many calibration images to use (spread over the classes of an ImageFolder "
+    "layout, else the first N in sorted order), or random inputs without --calib-images.")
 MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
                          "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
 Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and output float16 "
