@@ -180,3 +180,15 @@ def test_engine_without_tensorrt_exits_3(digits, tmp_path):
                             str(digits["val"]), "--strides", "2,2"])
     assert r.exit_code == 3, r.output
     assert r.output.strip().startswith("error: ")
+
+
+def test_progress_lines_are_rate_limited():
+    from vnexport.evaluate import RateLimited
+
+    now, out = [0.0], []
+    progress = RateLimited(out.append, every=10.0, clock=lambda: now[0])
+    for done in range(1, 101):  # a batch every 0.5 s for 50 s
+        now[0] = done * 0.5
+        progress(done, 100)
+    assert len(out) == 4  # at 10, 20, 30 and 40 s; none at the end
+    assert out[0] == "eval: 20/100 images (20.0%), 2.0 images/s, about 0.7 min left"
