@@ -192,3 +192,19 @@ def test_progress_lines_are_rate_limited():
         progress(done, 100)
     assert len(out) == 4  # at 10, 20, 30 and 40 s; none at the end
     assert out[0] == "eval: 20/100 images (20.0%), 2.0 images/s, about 0.7 min left"
+
+
+def test_verify_and_calibration_subsets_are_spread_over_the_classes(digits, tmp_path):
+    r = runner.invoke(app, ["verify", str(digits["training"]), str(digits["fp32"]),
+                            "--strides", "2,2", "--images", str(digits["val"]), "--n", "20",
+                            "--json", str(tmp_path / "v.json")])
+    assert r.exit_code == 0, r.output
+    said = "540 found in 10 class folders, 20 used spread over the classes"
+    assert said in json.loads((tmp_path / "v.json").read_text())["inputs"]["description"]
+    assert said in r.stdout
+    r = runner.invoke(app, ["quantize", str(digits["fp32"]), "--precision", "int8", "-o",
+                            str(tmp_path / "q.onnx"), "--calib-images", str(digits["val"]),
+                            "--calib-n", "30", "--n", "4", "--min-agreement", "0"])
+    assert r.exit_code == 0, r.output
+    assert ("calibrating on 30 images from " + str(digits["val"]) + " at 32x32 (540 found in "
+            "10 class folders, 30 used spread over the classes)") in r.stdout

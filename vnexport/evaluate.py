@@ -74,8 +74,9 @@ class Accuracy:
         """n, top-1 and top-5 in percent with their 95% intervals, and the hit counts."""
         n, k1, k5 = self.n, int(self.top1_hits.sum()), int(self.top5_hits.sum())
         pct = (lambda k: 100.0 * k / n) if n else (lambda k: 0.0)
-        return {"n": n, "top1": pct(k1), "top1_ci95": [100 * v for v in wilson(k1, n)],
-                "top5": pct(k5), "top5_ci95": [100 * v for v in wilson(k5, n)],
+        ci = (lambda k: [round(100 * v, 6) for v in wilson(k, n)])
+        return {"n": n, "top1": pct(k1), "top1_ci95": ci(k1),
+                "top5": pct(k5), "top5_ci95": ci(k5),
                 "top1_correct": k1, "top5_correct": k5}
 
     def paired(self, ref: "Accuracy") -> dict:
