@@ -56,7 +56,7 @@ def files(model, tmp_path_factory):
 def fake(monkeypatch):
     """Fake tensorrt + polygraphy in sys.modules, and a fake GPU for the driver query."""
     fpg.install(monkeypatch)
-    monkeypatch.setattr(vt, "gpu_info", lambda ordinal=0: dict(FAKE_GPU))
+    monkeypatch.setattr(vt.runtime, "gpu_info", lambda ordinal=0: dict(FAKE_GPU))
     return fpg
 
 
@@ -151,7 +151,7 @@ def test_deserialize_failure_says_why(fake, tmp_path, monkeypatch):
     def no_gpu(ordinal=0):
         raise MissingRuntimeError("no CUDA GPU: the NVIDIA driver (libcuda.so.1) is not present")
 
-    monkeypatch.setattr(vt, "gpu_info", no_gpu)
+    monkeypatch.setattr(vt.runtime, "gpu_info", no_gpu)
     with pytest.raises(MissingRuntimeError) as e:
         vt.run_engine(bad, np.zeros((1, 3, IMG, IMG), np.float32))
     assert "no CUDA GPU" in str(e.value) and "another" not in str(e.value)
@@ -226,7 +226,7 @@ def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, files,
     pytest.importorskip("polygraphy", reason="Polygraphy is not installed (vnexport[trt-rtx])")
     real = _real_polygraphy()
     fpg.install(monkeypatch)
-    monkeypatch.setattr(vt, "gpu_info", lambda ordinal=0: dict(FAKE_GPU))
+    monkeypatch.setattr(vt.runtime, "gpu_info", lambda ordinal=0: dict(FAKE_GPU))
     options = vt.BuildOptions(min_batch=1, opt_batch=2, max_batch=4, workspace_gib=1,
                               builder_opt_level=1, hardware_compat="same-cc",
                               timing_cache=tmp_path / "t.cache")
@@ -247,9 +247,10 @@ def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, files,
         _bind(real, name, args, kwargs)  # TypeError on drift
         seen.add(name)
     assert seen == set(real), set(real) - seen
-    # and nothing imported from polygraphy in trt.py escapes this list
-    tree = ast.parse((ROOT / "vnexport" / "trt.py").read_text())
-    imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    # and nothing imported from polygraphy in the trt package escapes this list
+    trees = [ast.parse(p.read_text()) for p in (ROOT / "vnexport" / "trt").glob("*.py")]
+    imported = {a.name for tree in trees for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)
                 and (node.module or "").startswith("polygraphy") for a in node.names}
     covered = {n.split(".")[0] for n in seen} | NOT_CALLS | {"CreateConfigRTX"}
     assert imported <= covered, imported - covered

@@ -225,7 +225,7 @@ def test_auto_prefers_what_the_options_call_for():
 
 
 def test_auto_without_any_builder_names_both(monkeypatch):
-    monkeypatch.setattr(vt, "builder_installed", lambda builder: False)
+    monkeypatch.setattr(vt.runtime, "builder_installed", lambda builder: False)
     with pytest.raises(MissingRuntimeError) as e:
         vt.resolve_builder(vt.BuildOptions())
     text = str(e.value)

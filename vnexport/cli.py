@@ -17,7 +17,7 @@ import sys
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from typer import Abort, BadParameter
@@ -187,53 +187,60 @@ class Precision(str, Enum):
 
 
 # ------------------------------------------------------------------------------------------
+# Each option is declared once, as an ``Annotated`` alias (its names, range and help); the
+# command's signature gives its default: ``img_size: ImgSizeOpt = 224``.
+#
 # options shared by every command that reads a checkpoint
 
-KeyOpt = typer.Option(Key.auto, "--key", help="Which weights to take from a training-script "
-                      "checkpoint. auto prefers model_ema (what the authors evaluate), then "
-                      "model, then state_dict, and says which it used.")
-ModelOpt = typer.Option(None, "--model", help="Variant name (e.g. vanillanet_13). Needed only when "
-                        "the weights fit several variants (strides are not stored in weights).")
-StridesOpt = typer.Option(None, "--strides", help="Stage strides of a custom VanillaNet, comma-"
-                          "separated (e.g. 2,2,2). Overrides --model.")
-AdaPoolOpt = typer.Option(None, "--ada-pool", help="Adaptive max-pool sizes per stage of a custom "
-                          "ada_pool VanillaNet, comma-separated, 0 for none (with --strides).")
-ActLearnOpt = typer.Option(None, "--act-learn", min=0.0, max=1.0, help="The leaky_relu slope "
-                           "between paired convs. Default: from the file's epoch and "
-                           "args.decay_epochs, or 1 for a file without a training schedule.")
-TrustOpt = typer.Option(False, "--trust-remote-pickle", help="DANGEROUS: load with "
-                        "weights_only=False, which runs any code the file carries. Only for files "
-                        "whose origin you trust.")
-ImagesOpt = typer.Option(None, "--images", help="Verify on the JPEG/PNG images in this folder "
-                         "(resize, centre crop, ImageNet mean/std; --n of them spread over the "
-                         "classes of an ImageFolder layout) instead of random inputs.")
-NOpt = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
-ImgSizeOpt = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
-    help="Input height and width.")
-SeedOpt = typer.Option(0, "--seed", min=0, max=MAX_SEED,
-    help="Seed of the random verification inputs.")
-MaxRelOpt = typer.Option(1e-4, "--max-rel-err", min=0.0, help="Tolerance: max abs error over "
-                         "the reference output's max magnitude.")
-MinTop1Opt = typer.Option(1.0, "--min-top1", min=0.0, max=1.0, help="Tolerance: fraction of "
-                          "inputs whose top-1 class must agree with the training form.")
-ForceOpt = typer.Option(False, "--force", "-f", help="Replace existing output files (never an "
-                        "input of the command).")
-JsonForceOpt = typer.Option(False, "--force", "-f", help="Replace an existing --json file.")
-JsonOpt = typer.Option(None, "--json", help="Also write the report as JSON to this file "
-                       "('-' for standard output).")
+KeyOpt = Annotated[Key, typer.Option("--key", help="Which weights to take from a training-script "
+    "checkpoint. auto prefers model_ema (what the authors evaluate), then model, then state_dict, "
+    "and says which it used.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Variant name (e.g. "
+    "vanillanet_13). Needed only when the weights fit several variants (strides are not stored in "
+    "weights).")]
+StridesOpt = Annotated[Optional[str], typer.Option("--strides", help="Stage strides of a custom "
+    "VanillaNet, comma-separated (e.g. 2,2,2). Overrides --model.")]
+AdaPoolOpt = Annotated[Optional[str], typer.Option("--ada-pool", help="Adaptive max-pool sizes "
+    "per stage of a custom ada_pool VanillaNet, comma-separated, 0 for none (with --strides).")]
+ActLearnOpt = Annotated[Optional[float], typer.Option("--act-learn", min=0.0, max=1.0,
+    help="The leaky_relu slope between paired convs. Default: from the file's epoch and "
+    "args.decay_epochs, or 1 for a file without a training schedule.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-pickle", help="DANGEROUS: load with "
+    "weights_only=False, which runs any code the file carries. Only for files whose origin you "
+    "trust.")]
+ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Verify on the JPEG/PNG "
+    "images in this folder (resize, centre crop, ImageNet mean/std; --n of them spread over the "
+    "classes of an ImageFolder layout) instead of random inputs.")]
+NOpt = Annotated[int, typer.Option("--n", min=1, max=MAX_INPUTS, help="How many verification "
+    "inputs.")]
+ImgSizeOpt = Annotated[int, typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the random "
+    "verification inputs.")]
+MaxRelOpt = Annotated[float, typer.Option("--max-rel-err", min=0.0, help="Tolerance: max abs "
+    "error over the reference output's max magnitude.")]
+MinTop1Opt = Annotated[float, typer.Option("--min-top1", min=0.0, max=1.0,
+    help="Tolerance: fraction of inputs whose top-1 class must agree with the training form.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace existing output files "
+    "(never an input of the command).")]
+JsonForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace an existing --json "
+    "file.")]
+JsonOpt = Annotated[Optional[str], typer.Option("--json", help="Also write the report as JSON to "
+    "this file ('-' for standard output).")]
+# verify, bench
+CpuThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS,
+    help="CPU threads for PyTorch and ONNX Runtime (default: theirs).")]
 
 # tolerances that default by the artifact's precision (onnx, trt, verify)
-TolMaxRelOpt = typer.Option(
-    None, "--max-rel-err", min=0.0, help="Limit on max abs error over the reference "
-    "output's max magnitude. Default by precision: fp32 1e-4, fp16 and int8 not judged (still "
-    "reported).")
-TolMinCosineOpt = typer.Option(
-    None, "--min-cosine", min=-1.0, max=1.0, help="Limit on the lowest per-input cosine "
-    "similarity. Default: fp16 0.9999; fp32 and int8 not judged (still reported).")
-TolMinTop1Opt = typer.Option(
-    None, "--min-top1", "--min-agreement", min=0.0, max=1.0, help="Limit on the fraction of "
-    "inputs whose top-1 class agrees with the reference. Default: fp32 1.0, fp16 0.99, "
-    "int8 0.98.")
+TolMaxRelOpt = Annotated[Optional[float], typer.Option("--max-rel-err", min=0.0,
+    help="Limit on max abs error over the reference output's max magnitude. Default by precision: "
+    "fp32 1e-4, fp16 and int8 not judged (still reported).")]
+TolMinCosineOpt = Annotated[Optional[float], typer.Option("--min-cosine", min=-1.0, max=1.0,
+    help="Limit on the lowest per-input cosine similarity. Default: fp16 0.9999; fp32 and int8 "
+    "not judged (still reported).")]
+TolMinTop1Opt = Annotated[Optional[float], typer.Option(
+    "--min-top1", "--min-agreement", min=0.0, max=1.0, help="Limit on the fraction of inputs "
+    "whose top-1 class agrees with the reference. Default: fp32 1.0, fp16 0.99, int8 0.98.")]
 
 # reduced precision (onnx --precision, quantize)
 
@@ -243,22 +250,22 @@ class CalibMethod(str, Enum):
     percentile = "percentile"
 
 
-CalibImagesOpt = typer.Option(None, "--calib-images", help="Calibrate on the JPEG/PNG images in "
-                              "this folder (resize, centre crop, ImageNet mean/std). Without it "
-                              "int8 calibrates on seeded random inputs: fit for speed tests only.")
-CalibNOpt = typer.Option(64, "--calib-n", min=1, max=MAX_INPUTS,
-    help="How many calibration images to use (spread over the classes of an ImageFolder "
-    "layout, else the first N in sorted order), or random inputs without --calib-images.")
-MethodOpt = typer.Option(CalibMethod.minmax, "--method", help="INT8 calibration method: minmax "
-                         "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")
-Fp16IoOpt = typer.Option(False, "--fp16-io", help="FP16: make the input and output float16 "
-                         "too (default: float32, with casts inside the graph).")
-CacheOpt = typer.Option(None, "--cache", help="INT8: JSON calibration cache. Ranges are stored "
-                        "under sha256(fp32 model, calibration inputs, method); a rebuild with the "
-                        "same ones skips calibration.")
-Int8StemOpt = typer.Option(False, "--int8-stem", help="INT8: quantize the stem conv too "
-                           "(default: it stays float; its fan-in of 48 makes it the layer most "
-                           "hurt by int8, for ~1.5% of the multiply-adds).")
+CalibImagesOpt = Annotated[Optional[Path], typer.Option("--calib-images",
+    help="Calibrate on the JPEG/PNG images in this folder (resize, centre crop, ImageNet "
+    "mean/std). Without it int8 calibrates on seeded random inputs: fit for speed tests only.")]
+CalibNOpt = Annotated[int, typer.Option("--calib-n", min=1, max=MAX_INPUTS,
+    help="How many calibration images to use (spread over the classes of an ImageFolder layout, "
+    "else the first N in sorted order), or random inputs without --calib-images.")]
+MethodOpt = Annotated[CalibMethod, typer.Option("--method", help="INT8 calibration method: minmax "
+    "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")]
+Fp16IoOpt = Annotated[bool, typer.Option("--fp16-io", help="FP16: make the input and output "
+    "float16 too (default: float32, with casts inside the graph).")]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="INT8: JSON calibration cache. "
+    "Ranges are stored under sha256(fp32 model, calibration inputs, method); a rebuild with the "
+    "same ones skips calibration.")]
+Int8StemOpt = Annotated[bool, typer.Option("--int8-stem", help="INT8: quantize the stem conv too "
+    "(default: it stays float; its fan-in of 48 makes it the layer most hurt by int8, for ~1.5% "
+    "of the multiply-adds).")]
 
 class HardwareCompat(str, Enum):
     none = "none"
@@ -274,9 +281,9 @@ class Builder(str, Enum):
 
 # --fp32/--fp16/--int8: aliases of --precision (trt, onnx, quantize), as trtexec and
 # Polygraphy spell them
-PREC_FP32 = typer.Option(False, "--fp32", help="Same as --precision fp32.")
-PREC_FP16 = typer.Option(False, "--fp16", help="Same as --precision fp16.")
-PREC_INT8 = typer.Option(False, "--int8", help="Same as --precision int8.")
+Fp32Opt = Annotated[bool, typer.Option("--fp32", help="Same as --precision fp32.")]
+Fp16Opt = Annotated[bool, typer.Option("--fp16", help="Same as --precision fp16.")]
+Int8Opt = Annotated[bool, typer.Option("--int8", help="Same as --precision int8.")]
 
 
 class Device(str, Enum):
@@ -287,178 +294,153 @@ class Device(str, Enum):
 # ------------------------------------------------------------------------------------------
 # options of one command each
 
-INFO_CKPT = typer.Argument(..., help="A training or deploy checkpoint (.pth, .safetensors), an "
-    "ONNX file (.onnx), or a TensorRT engine (.engine, .plan, .trt).")
-INFO_AS_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
-FUSE_CKPT = typer.Argument(..., help="Training checkpoint (.pth, .safetensors).")
-FUSE_OUTPUT = typer.Option(None, "--output", "-o", help="Deploy checkpoint to "
-    "write. Default: <input>_deploy.pth beside the input.")
-FUSE_ALLOW_INEXACT = typer.Option(False, "--allow-inexact", help="Fuse even when act_learn "
-    "< 1 (the merge is then approximate; verification still "
-    "judges it).")
-FUSE_NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the verification.")
-ONNX_CKPT = typer.Argument(..., help="Training checkpoint (fused on the way) or deploy "
-    "checkpoint (.pth, .safetensors).")
-ONNX_OUTPUT = typer.Option(None, "--output", "-o", help="ONNX file to write (one "
-    "self-contained file). Default: <input>.onnx beside "
-    "the input.")
-ONNX_OPSET = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset, 13 to 21.")
-ONNX_DYNAMIC_BATCH = typer.Option(False, "--dynamic-batch", help="Make the batch axis "
-    "dynamic ('batch'); verified at batch 1 and at larger "
-    "batches. Default: a static batch of --batch.")
-ONNX_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="With "
-    "--dynamic-batch: the largest batch you will run "
-    "(stored in the metadata for TensorRT profiles; "
-    "verification runs batches of up to this size).")
-ONNX_BATCH = typer.Option(1, "--batch", min=1, max=MAX_BATCH, help="The static batch size (with "
-    "--dynamic-batch: the example batch used while exporting).")
-ONNX_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
-    help="Input height and width of the "
-    "exported graph and of the verification inputs (a multiple "
-    "of the variant's total stride, 32 for the published stride "
-    "variants; at least 32 for the ada_pool variant).")
-ONNX_SIMPLIFY = typer.Option(True, "--simplify/--no-simplify", help="Run onnxslim on the "
-    "cleaned graph (verification always runs on the final "
-    "graph).")
-ONNX_PRECISION = typer.Option(None, "--precision", help="fp32 (default); fp16 (float16 "
-    "weights and compute, nodes whose values do not fit "
-    "kept float32, float32 input/output unless --fp16-io); "
-    "int8 (explicit Q/DQ: symmetric per-channel weights, "
-    "symmetric activations, calibrated).")
-ONNX_ALLOW_INEXACT = typer.Option(False, "--allow-inexact", help="Fuse a training "
-    "checkpoint even when act_learn < 1 (approximate merge; "
-    "verification still judges it).")
-ONNX_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="ONNX Runtime intra-op "
-    "threads for verification (default: its own).")
-ONNX_NO_VERIFY = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime "
-    "verification (the file then carries no figures).")
-QUANTIZE_ONNX_FILE = typer.Argument(..., help="The fp32 ONNX file (one input [N,3,H,W], one "
-    "output), e.g. from vnexport onnx.")
-QUANTIZE_PRECISION = typer.Option(None, "--precision", help="Required (or --fp16 / "
-    "--int8). fp16: float16 weights and "
-    "compute, nodes that do not fit kept float32. int8: "
-    "explicit QuantizeLinear/DequantizeLinear (Q/DQ).")
-QUANTIZE_OUTPUT = typer.Option(..., "--output", "-o", help="ONNX file to write.")
-QUANTIZE_REFERENCE = typer.Option(None, "--reference", help="Verify against the "
-    "fp32 training form of this checkpoint (the "
-    "loading options below apply to it). Without it, "
-    "against the fp32 ONNX file on ONNX Runtime.")
-QUANTIZE_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE,
-    help="Input size, needed "
-    "only when the ONNX input's height/width are "
-    "symbolic.")
-TRT_SOURCE = typer.Argument(..., help="An ONNX file (fp32, fp16 graph, or Q/DQ int8), or a "
-    "training/deploy checkpoint (the ONNX stage runs on the way).")
-TRT_OUTPUT = typer.Option(None, "--output", "-o", help="Engine (plan) to write. "
-    "Default: <source>.engine beside the source "
-    "(<checkpoint>_<precision>.engine for a checkpoint). "
-    "Provenance goes to <engine>.json beside it.")
-TRT_PRECISION = typer.Option(None, "--precision", help="With a checkpoint: "
-    "the precision of the ONNX file to export "
-    "(default fp32). With an ONNX file the "
-    "precision is read from the file; if given it "
-    "must match.")
-TRT_MIN_BATCH = typer.Option(None, "--min-batch", min=1, max=MAX_BATCH,
-    help="Smallest batch of the "
-    "optimization profile (default 1, or the file's "
-    "static batch).")
-TRT_OPT_BATCH = typer.Option(None, "--opt-batch", min=1, max=MAX_BATCH,
-    help="Batch TensorRT tunes for "
-    "(default: --min-batch).")
-TRT_MAX_BATCH = typer.Option(None, "--max-batch", min=1, max=MAX_BATCH, help="Largest batch of the "
-    "profile (default: --opt-batch). An ONNX file with a "
-    "static batch that does not fit is refused.")
-TRT_WORKSPACE = typer.Option(None, "--workspace", help="Builder workspace pool "
-    "limit in GiB (default: TensorRT's, the GPU's "
-    "memory).")
-TRT_TIMING_CACHE = typer.Option(None, "--timing-cache", help="Datacenter TensorRT: tactic "
-    "timing cache, loaded if it exists, updated and saved "
-    "after the build (speeds up later builds).")
-TRT_BUILDER = typer.Option(Builder.auto, "--builder", help="tensorrt: datacenter TensorRT, "
+InfoCkptArg = Annotated[Path, typer.Argument(help="A training or deploy checkpoint (.pth, "
+    ".safetensors), an ONNX file (.onnx), or a TensorRT engine (.engine, .plan, .trt).")]
+InfoAsJsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+FuseCkptArg = Annotated[Path, typer.Argument(help="Training checkpoint (.pth, .safetensors).")]
+FuseOutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o",
+    help="Deploy checkpoint to write. Default: <input>_deploy.pth beside the input.")]
+FuseAllowInexactOpt = Annotated[bool, typer.Option("--allow-inexact", help="Fuse even when "
+    "act_learn < 1 (the merge is then approximate; verification still judges it).")]
+FuseNoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip the verification.")]
+OnnxCkptArg = Annotated[Path, typer.Argument(help="Training checkpoint (fused on the way) or "
+    "deploy checkpoint (.pth, .safetensors).")]
+OnnxOutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o",
+    help="ONNX file to write (one self-contained file). Default: <input>.onnx beside the input.")]
+OnnxOpsetOpt = Annotated[int, typer.Option("--opset", min=13, max=21,
+    help="ONNX opset, 13 to 21.")]
+OnnxDynamicBatchOpt = Annotated[bool, typer.Option("--dynamic-batch", help="Make the batch axis "
+    "dynamic ('batch'); verified at batch 1 and at larger batches. Default: a static batch of "
+    "--batch.")]
+OnnxMaxBatchOpt = Annotated[Optional[int], typer.Option("--max-batch", min=1, max=MAX_BATCH,
+    help="With --dynamic-batch: the largest batch you will run (stored in the metadata for "
+    "TensorRT profiles; verification runs batches of up to this size).")]
+OnnxBatchOpt = Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH,
+    help="The static batch size (with --dynamic-batch: the example batch used while exporting).")]
+OnnxImgSizeOpt = Annotated[int, typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width of the exported graph and of the verification inputs (a multiple "
+    "of the variant's total stride, 32 for the published stride variants; at least 32 for the "
+    "ada_pool variant).")]
+OnnxSimplifyOpt = Annotated[bool, typer.Option("--simplify/--no-simplify",
+    help="Run onnxslim on the cleaned graph (verification always runs on the final graph).")]
+OnnxPrecisionOpt = Annotated[Optional[Precision], typer.Option("--precision",
+    help="fp32 (default); fp16 (float16 weights and compute, nodes whose values do not fit kept "
+    "float32, float32 input/output unless --fp16-io); int8 (explicit Q/DQ: symmetric per-channel "
+    "weights, symmetric activations, calibrated).")]
+OnnxAllowInexactOpt = Annotated[bool, typer.Option("--allow-inexact", help="Fuse a training "
+    "checkpoint even when act_learn < 1 (approximate merge; verification still judges it).")]
+OnnxThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, max=MAX_THREADS,
+    help="ONNX Runtime intra-op threads for verification (default: its own).")]
+OnnxNoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip the ONNX Runtime "
+    "verification (the file then carries no figures).")]
+QuantizeOnnxFileArg = Annotated[Path, typer.Argument(help="The fp32 ONNX file (one input "
+    "[N,3,H,W], one output), e.g. from vnexport onnx.")]
+QuantizePrecisionOpt = Annotated[Optional[Precision], typer.Option("--precision",
+    help="Required (or --fp16 / --int8). fp16: float16 weights and compute, nodes that do not fit "
+    "kept float32. int8: explicit QuantizeLinear/DequantizeLinear (Q/DQ).")]
+QuantizeOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")]
+QuantizeReferenceOpt = Annotated[Optional[Path], typer.Option("--reference",
+    help="Verify against the fp32 training form of this checkpoint (the loading options below "
+    "apply to it). Without it, against the fp32 ONNX file on ONNX Runtime.")]
+QuantizeImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input size, needed only when the ONNX input's height/width are symbolic.")]
+TrtSourceArg = Annotated[Path, typer.Argument(help="An ONNX file (fp32, fp16 graph, or Q/DQ "
+    "int8), or a training/deploy checkpoint (the ONNX stage runs on the way).")]
+TrtOutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o",
+    help="Engine (plan) to write. Default: <source>.engine beside the source "
+    "(<checkpoint>_<precision>.engine for a checkpoint). Provenance goes to <engine>.json beside "
+    "it.")]
+TrtPrecisionOpt = Annotated[Optional[Precision], typer.Option("--precision",
+    help="With a checkpoint: the precision of the ONNX file to export (default fp32). With an "
+    "ONNX file the precision is read from the file; if given it must match.")]
+TrtMinBatchOpt = Annotated[Optional[int], typer.Option("--min-batch", min=1, max=MAX_BATCH,
+    help="Smallest batch of the optimization profile (default 1, or the file's static batch).")]
+TrtOptBatchOpt = Annotated[Optional[int], typer.Option("--opt-batch", min=1, max=MAX_BATCH,
+    help="Batch TensorRT tunes for (default: --min-batch).")]
+TrtMaxBatchOpt = Annotated[Optional[int], typer.Option("--max-batch", min=1, max=MAX_BATCH,
+    help="Largest batch of the profile (default: --opt-batch). An ONNX file with a static batch "
+    "that does not fit is refused.")]
+TrtWorkspaceOpt = Annotated[Optional[float], typer.Option("--workspace",
+    help="Builder workspace pool limit in GiB (default: TensorRT's, the GPU's memory).")]
+TrtTimingCacheOpt = Annotated[Optional[Path], typer.Option("--timing-cache",
+    help="Datacenter TensorRT: tactic timing cache, loaded if it exists, updated and saved after "
+    "the build (speeds up later builds).")]
+TrtBuilderOpt = Annotated[Builder, typer.Option("--builder", help="tensorrt: datacenter TensorRT, "
     "builds on the GPU it targets. tensorrt-rtx: TensorRT for RTX, builds on the CPU (no GPU "
-    "needed) for --compute-capability targets; its engines need the TensorRT-RTX runtime. "
-    "auto: what the options call for, else TensorRT where installed, else TensorRT-RTX.")
-TRT_COMPUTE_CAPABILITY = typer.Option(None, "--compute-capability", help="TensorRT-RTX: the "
-    "GPUs to build for, e.g. 8.0 (A100) or 8.0,8.6,8.9 (default: TensorRT-RTX's portable "
-    "set, 8.0, 8.6, 8.9, 12.0 and later).")
-TRT_HARDWARE_COMPAT = typer.Option(HardwareCompat.none, "--hardware-compat",
-    help="Datacenter TensorRT. none: this GPU's architecture only; "
-    "ampere+: one engine for A100 and newer "
-    "(built on Ampere or newer; may be slower); "
-    "same-cc: GPUs of this compute capability.")
-TRT_BUILDER_OPT_LEVEL = typer.Option(None, "--builder-opt-level", min=0, max=5, help="Builder "
-    "optimization level 0..5 (TensorRT default "
-    "3; higher builds longer, may run faster).")
-TRT_REFERENCE = typer.Option(None, "--reference", help="With an ONNX source: "
-    "the training checkpoint to verify against. "
-    "Without it the engine is verified against ONNX "
-    "Runtime on the same ONNX file.")
-TRT_ALLOW_INEXACT = typer.Option(False, "--allow-inexact", help="With a checkpoint whose "
-    "act_learn < 1: export anyway (verification judges it).")
-TRT_OPSET = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset when exporting a "
-    "checkpoint, 13 to 21.")
-TRT_KEEP_ONNX = typer.Option(None, "--keep-onnx", help="With a checkpoint: also "
-    "keep the exported ONNX file here (default: a "
-    "temporary file, removed).")
-TRT_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input size: for a "
-    "checkpoint (default 224), or for an ONNX file with "
-    "dynamic height/width (must match a static one).")
-TRT_NO_VERIFY = typer.Option(False, "--no-verify", help="Build without running the engine "
-    "(needed on a machine without a CUDA GPU); the provenance says it was not verified.")
-TRT_VERBOSE = typer.Option(False, "--verbose", "-v", help="Show Polygraphy's and "
-    "TensorRT's build log.")
-VERIFY_REFERENCE = typer.Argument(..., help="The training checkpoint: the independent "
-    "reference every artifact is compared with.")
-VERIFY_ARTIFACTS = typer.Argument(..., help="Deploy checkpoints (.pth, .safetensors), "
-    "ONNX files (.onnx) and TensorRT engines "
-    "(.engine, .plan) to verify.")
-VERIFY_LOCATE_STAGE = typer.Option(False, "--locate", help="For a failing deploy checkpoint "
-    "or ONNX file, report the first stage (stem, stages.i, "
-    "head) whose output departs from the reference.")
-VERIFY_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input "
-    "height and width. Default: the input size of the ONNX artifacts (read from the file), "
-    "else 224.")
-VERIFY_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
-    "PyTorch and ONNX Runtime (default: theirs).")
-EVAL_ARTIFACTS = typer.Argument(..., help="Checkpoints (training or deploy form), ONNX files "
-    "(fp32, fp16, int8) and TensorRT engines (.engine, .plan, .trt). The first is the "
-    "reference and must be a checkpoint; every other is paired with it image by image.")
-EVAL_IMAGES = typer.Option(..., "--images", help="Labelled images in ImageFolder layout: one "
-    "subfolder per class, class index = position of its name in sorted order (ImageNet val in "
-    "synset folders gives the standard indices).")
-EVAL_LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate on N images only, spread "
-    "evenly over the classes (default: all).")
-EVAL_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height "
-    "and width. Default: the input size of the ONNX artifacts (read from the file), else 224.")
-EVAL_CROP_PCT = typer.Option(0.875, "--crop-pct", min=0.05, max=1.0, help="Sizes 33 to 383: "
-    "the shorter side is resized to int(size / crop_pct) before the centre crop (the authors' "
-    "evaluation; 0.875 = 224/256).")
-EVAL_BATCH = typer.Option(32, "--batch", min=1, max=MAX_BATCH, help="Images per batch.")
-EVAL_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
-    "PyTorch and ONNX Runtime (default: theirs).")
-EVAL_MAX_DROP = typer.Option(None, "--max-drop", min=0.0, max=100.0, help="Exit 1 naming every "
-    "artifact whose top-1 is more than this many points below the reference's.")
-BENCH_ARTIFACT = typer.Argument(..., help="Training or deploy checkpoint, ONNX file or "
-    "TensorRT engine.")
-BENCH_BATCH = typer.Option("1,8,32", "--batch", help="Batch sizes, comma-separated.")
-BENCH_RUNS = typer.Option(50, "--runs", min=1, max=MAX_RUNS, help="Timed runs per batch size.")
-BENCH_WARMUP = typer.Option(10, "--warmup", min=0, max=MAX_RUNS, help="Untimed runs before timing.")
-BENCH_THREADS = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="CPU threads for "
-    "PyTorch and ONNX Runtime (default: theirs).")
-BENCH_DEVICE = typer.Option(Device.cpu, "--device", help="Where checkpoints and ONNX "
-    "files run (cuda: PyTorch on the GPU, ONNX Runtime's CUDA "
-    "provider). Engines always run on the GPU.")
-BENCH_CUDA_GRAPHS = typer.Option(False, "--cuda-graphs", help="PyTorch on CUDA: capture "
-    "the forward pass once as a CUDA graph and replay it.")
-BENCH_IMG_SIZE = typer.Option(None, "--img-size", min=8, max=MAX_IMG_SIZE, help="Input height and "
-    "width. Default: the ONNX file's fixed size, else "
-    "224.")
-DEMO_WORKDIR = typer.Option(Path("vnexport-demo"), "--workdir", help="Folder for the demo's "
-    "files (created; its earlier demo files are replaced).")
-DEMO_VARIANT = typer.Option("vanillanet_5", "--variant", help="Which variant to build.")
-DEMO_IMG_SIZE = typer.Option(224, "--img-size", min=8, max=MAX_IMG_SIZE,
-    help="Input size for verification.")
-DEMO_N = typer.Option(8, "--n", min=1, max=MAX_INPUTS, help="How many verification inputs.")
+    "needed) for --compute-capability targets; its engines need the TensorRT-RTX runtime. auto: "
+    "what the options call for, else TensorRT where installed, else TensorRT-RTX.")]
+TrtComputeCapabilityOpt = Annotated[Optional[str], typer.Option("--compute-capability",
+    help="TensorRT-RTX: the GPUs to build for, e.g. 8.0 (A100) or 8.0,8.6,8.9 (default: "
+    "TensorRT-RTX's portable set, 8.0, 8.6, 8.9, 12.0 and later).")]
+TrtHardwareCompatOpt = Annotated[HardwareCompat, typer.Option("--hardware-compat",
+    help="Datacenter TensorRT. none: this GPU's architecture only; ampere+: one engine for A100 "
+    "and newer (built on Ampere or newer; may be slower); same-cc: GPUs of this compute "
+    "capability.")]
+TrtBuilderOptLevelOpt = Annotated[Optional[int], typer.Option("--builder-opt-level", min=0, max=5,
+    help="Builder optimization level 0..5 (TensorRT default 3; higher builds longer, may run "
+    "faster).")]
+TrtReferenceOpt = Annotated[Optional[Path], typer.Option("--reference",
+    help="With an ONNX source: the training checkpoint to verify against. Without it the engine "
+    "is verified against ONNX Runtime on the same ONNX file.")]
+TrtAllowInexactOpt = Annotated[bool, typer.Option("--allow-inexact", help="With a checkpoint "
+    "whose act_learn < 1: export anyway (verification judges it).")]
+TrtOpsetOpt = Annotated[int, typer.Option("--opset", min=13, max=21, help="ONNX opset when "
+    "exporting a checkpoint, 13 to 21.")]
+TrtKeepOnnxOpt = Annotated[Optional[Path], typer.Option("--keep-onnx",
+    help="With a checkpoint: also keep the exported ONNX file here (default: a temporary file, "
+    "removed).")]
+TrtImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input size: for a checkpoint (default 224), or for an ONNX file with dynamic "
+    "height/width (must match a static one).")]
+TrtNoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Build without running the "
+    "engine (needed on a machine without a CUDA GPU); the provenance says it was not verified.")]
+TrtVerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Polygraphy's and "
+    "TensorRT's build log.")]
+VerifyReferenceArg = Annotated[Path, typer.Argument(help="The training checkpoint: the "
+    "independent reference every artifact is compared with.")]
+VerifyArtifactsArg = Annotated[list[Path], typer.Argument(help="Deploy checkpoints (.pth, "
+    ".safetensors), ONNX files (.onnx) and TensorRT engines (.engine, .plan) to verify.")]
+VerifyLocateStageOpt = Annotated[bool, typer.Option("--locate", help="For a failing deploy "
+    "checkpoint or ONNX file, report the first stage (stem, stages.i, head) whose output departs "
+    "from the reference.")]
+VerifyImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width. Default: the input size of the ONNX artifacts (read from the "
+    "file), else 224.")]
+EvalArtifactsArg = Annotated[list[Path], typer.Argument(help="Checkpoints (training or deploy "
+    "form), ONNX files (fp32, fp16, int8) and TensorRT engines (.engine, .plan, .trt). The first "
+    "is the reference and must be a checkpoint; every other is paired with it image by image.")]
+EvalImagesOpt = Annotated[Path, typer.Option("--images", help="Labelled images in ImageFolder "
+    "layout: one subfolder per class, class index = position of its name in sorted order "
+    "(ImageNet val in synset folders gives the standard indices).")]
+EvalLimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate on N "
+    "images only, spread evenly over the classes (default: all).")]
+EvalCropPctOpt = Annotated[float, typer.Option("--crop-pct", min=0.05, max=1.0, help="Sizes 33 "
+    "to 383: the shorter side is resized to int(size / crop_pct) before the centre crop (the "
+    "authors' evaluation; 0.875 = 224/256).")]
+EvalBatchOpt = Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH,
+    help="Images per batch.")]
+EvalMaxDropOpt = Annotated[Optional[float], typer.Option("--max-drop", min=0.0, max=100.0,
+    help="Exit 1 naming every artifact whose top-1 is more than this many points below the "
+    "reference's.")]
+BenchArtifactArg = Annotated[Path, typer.Argument(help="Training or deploy checkpoint, ONNX file "
+    "or TensorRT engine.")]
+BenchBatchOpt = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
+BenchRunsOpt = Annotated[int, typer.Option("--runs", min=1, max=MAX_RUNS,
+    help="Timed runs per batch size.")]
+BenchWarmupOpt = Annotated[int, typer.Option("--warmup", min=0, max=MAX_RUNS,
+    help="Untimed runs before timing.")]
+BenchDeviceOpt = Annotated[Device, typer.Option("--device", help="Where checkpoints and ONNX "
+    "files run (cuda: PyTorch on the GPU, ONNX Runtime's CUDA provider). Engines always run on "
+    "the GPU.")]
+BenchCudaGraphsOpt = Annotated[bool, typer.Option("--cuda-graphs", help="PyTorch on CUDA: capture "
+    "the forward pass once as a CUDA graph and replay it.")]
+BenchImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input height and width. Default: the ONNX file's fixed size, else 224.")]
+DemoWorkdirOpt = Annotated[Path, typer.Option("--workdir", help="Folder for the demo's files "
+    "(created; its earlier demo files are replaced).")]
+DemoVariantOpt = Annotated[str, typer.Option("--variant", help="Which variant to build.")]
+DemoImgSizeOpt = Annotated[int, typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
+    help="Input size for verification.")]
 
 
 # ------------------------------------------------------------------------------------------
@@ -555,15 +537,15 @@ def finish(result, json_out: Optional[str], lines) -> None:
 @app.command()
 @handle_errors
 def info(
-    ckpt: Path = INFO_CKPT,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    img_size: int = ImgSizeOpt,
-    as_json: bool = INFO_AS_JSON,
-    trust: bool = TrustOpt,
+    ckpt: InfoCkptArg,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    img_size: ImgSizeOpt = 224,
+    as_json: InfoAsJsonOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """What is this file? A checkpoint: form, variant, config, weights used, epoch, act_learn,
     size, cost. An ONNX file: input shape, precision, opset, op inventory, vnexport metadata.
@@ -589,24 +571,24 @@ def info(
 @app.command()
 @handle_errors
 def fuse(
-    ckpt: Path = FUSE_CKPT,
-    output: Optional[Path] = FUSE_OUTPUT,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    allow_inexact: bool = FUSE_ALLOW_INEXACT,
-    images: Optional[Path] = ImagesOpt,
-    n: int = NOpt,
-    img_size: int = ImgSizeOpt,
-    seed: int = SeedOpt,
-    max_rel_err: float = MaxRelOpt,
-    min_top1: float = MinTop1Opt,
-    no_verify: bool = FUSE_NO_VERIFY,
-    force: bool = ForceOpt,
-    json_out: Optional[str] = JsonOpt,
-    trust: bool = TrustOpt,
+    ckpt: FuseCkptArg,
+    output: FuseOutputOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    allow_inexact: FuseAllowInexactOpt = False,
+    images: ImagesOpt = None,
+    n: NOpt = 8,
+    img_size: ImgSizeOpt = 224,
+    seed: SeedOpt = 0,
+    max_rel_err: MaxRelOpt = 1e-4,
+    min_top1: MinTop1Opt = 1.0,
+    no_verify: FuseNoVerifyOpt = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = None,
+    trust: TrustOpt = False,
 ) -> None:
     """Fold every BatchNorm, merge each pair of 1x1 convs, write the deploy checkpoint, verify it.
 
@@ -624,41 +606,41 @@ def fuse(
 @app.command("onnx")
 @handle_errors
 def onnx_command(
-    ckpt: Path = ONNX_CKPT,
-    output: Optional[Path] = ONNX_OUTPUT,
-    opset: int = ONNX_OPSET,
-    dynamic_batch: bool = ONNX_DYNAMIC_BATCH,
-    max_batch: Optional[int] = ONNX_MAX_BATCH,
-    batch: int = ONNX_BATCH,
-    img_size: int = ONNX_IMG_SIZE,
-    simplify: bool = ONNX_SIMPLIFY,
-    precision: Optional[Precision] = ONNX_PRECISION,
-    fp32: bool = PREC_FP32,
-    fp16: bool = PREC_FP16,
-    int8: bool = PREC_INT8,
-    calib_images: Optional[Path] = CalibImagesOpt,
-    calib_n: int = CalibNOpt,
-    method: CalibMethod = MethodOpt,
-    fp16_io: bool = Fp16IoOpt,
-    cache: Optional[Path] = CacheOpt,
-    int8_stem: bool = Int8StemOpt,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    allow_inexact: bool = ONNX_ALLOW_INEXACT,
-    images: Optional[Path] = ImagesOpt,
-    n: int = NOpt,
-    seed: int = SeedOpt,
-    max_rel_err: Optional[float] = TolMaxRelOpt,
-    min_cosine: Optional[float] = TolMinCosineOpt,
-    min_top1: Optional[float] = TolMinTop1Opt,
-    threads: Optional[int] = ONNX_THREADS,
-    no_verify: bool = ONNX_NO_VERIFY,
-    force: bool = ForceOpt,
-    json_out: Optional[str] = JsonOpt,
-    trust: bool = TrustOpt,
+    ckpt: OnnxCkptArg,
+    output: OnnxOutputOpt = None,
+    opset: OnnxOpsetOpt = 17,
+    dynamic_batch: OnnxDynamicBatchOpt = False,
+    max_batch: OnnxMaxBatchOpt = None,
+    batch: OnnxBatchOpt = 1,
+    img_size: OnnxImgSizeOpt = 224,
+    simplify: OnnxSimplifyOpt = True,
+    precision: OnnxPrecisionOpt = None,
+    fp32: Fp32Opt = False,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
+    calib_images: CalibImagesOpt = None,
+    calib_n: CalibNOpt = 64,
+    method: MethodOpt = CalibMethod.minmax,
+    fp16_io: Fp16IoOpt = False,
+    cache: CacheOpt = None,
+    int8_stem: Int8StemOpt = False,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    allow_inexact: OnnxAllowInexactOpt = False,
+    images: ImagesOpt = None,
+    n: NOpt = 8,
+    seed: SeedOpt = 0,
+    max_rel_err: TolMaxRelOpt = None,
+    min_cosine: TolMinCosineOpt = None,
+    min_top1: TolMinTop1Opt = None,
+    threads: OnnxThreadsOpt = None,
+    no_verify: OnnxNoVerifyOpt = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = None,
+    trust: TrustOpt = False,
 ) -> None:
     """Export the deploy-form network as one clean ONNX file, verified on ONNX Runtime.
 
@@ -681,34 +663,34 @@ def onnx_command(
 @app.command()
 @handle_errors
 def quantize(
-    onnx_file: Path = QUANTIZE_ONNX_FILE,
-    precision: Optional[Precision] = QUANTIZE_PRECISION,
-    fp32: bool = PREC_FP32,
-    fp16: bool = PREC_FP16,
-    int8: bool = PREC_INT8,
-    output: Path = QUANTIZE_OUTPUT,
-    calib_images: Optional[Path] = CalibImagesOpt,
-    calib_n: int = CalibNOpt,
-    method: CalibMethod = MethodOpt,
-    fp16_io: bool = Fp16IoOpt,
-    cache: Optional[Path] = CacheOpt,
-    int8_stem: bool = Int8StemOpt,
-    reference: Optional[Path] = QUANTIZE_REFERENCE,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    trust: bool = TrustOpt,
-    images: Optional[Path] = ImagesOpt,
-    n: int = NOpt,
-    seed: int = SeedOpt,
-    img_size: Optional[int] = QUANTIZE_IMG_SIZE,
-    max_rel_err: Optional[float] = TolMaxRelOpt,
-    min_cosine: Optional[float] = TolMinCosineOpt,
-    min_top1: Optional[float] = TolMinTop1Opt,
-    force: bool = ForceOpt,
-    json_out: Optional[str] = JsonOpt,
+    onnx_file: QuantizeOnnxFileArg,
+    precision: QuantizePrecisionOpt = None,
+    fp32: Fp32Opt = False,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
+    output: QuantizeOutputOpt = ...,
+    calib_images: CalibImagesOpt = None,
+    calib_n: CalibNOpt = 64,
+    method: MethodOpt = CalibMethod.minmax,
+    fp16_io: Fp16IoOpt = False,
+    cache: CacheOpt = None,
+    int8_stem: Int8StemOpt = False,
+    reference: QuantizeReferenceOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    trust: TrustOpt = False,
+    images: ImagesOpt = None,
+    n: NOpt = 8,
+    seed: SeedOpt = 0,
+    img_size: QuantizeImgSizeOpt = None,
+    max_rel_err: TolMaxRelOpt = None,
+    min_cosine: TolMinCosineOpt = None,
+    min_top1: TolMinTop1Opt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Write an FP16 or INT8 (Q/DQ) ONNX file from an fp32 one and verify it on ONNX Runtime.
 
@@ -731,42 +713,42 @@ def quantize(
 @app.command()
 @handle_errors
 def trt(
-    source: Path = TRT_SOURCE,
-    output: Optional[Path] = TRT_OUTPUT,
-    precision: Optional[Precision] = TRT_PRECISION,
-    fp32: bool = PREC_FP32,
-    fp16: bool = PREC_FP16,
-    int8: bool = PREC_INT8,
-    builder: Builder = TRT_BUILDER,
-    compute_capability: Optional[str] = TRT_COMPUTE_CAPABILITY,
-    min_batch: Optional[int] = TRT_MIN_BATCH,
-    opt_batch: Optional[int] = TRT_OPT_BATCH,
-    max_batch: Optional[int] = TRT_MAX_BATCH,
-    workspace: Optional[float] = TRT_WORKSPACE,
-    timing_cache: Optional[Path] = TRT_TIMING_CACHE,
-    hardware_compat: HardwareCompat = TRT_HARDWARE_COMPAT,
-    builder_opt_level: Optional[int] = TRT_BUILDER_OPT_LEVEL,
-    reference: Optional[Path] = TRT_REFERENCE,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    allow_inexact: bool = TRT_ALLOW_INEXACT,
-    opset: int = TRT_OPSET,
-    keep_onnx: Optional[Path] = TRT_KEEP_ONNX,
-    images: Optional[Path] = ImagesOpt,
-    n: int = NOpt,
-    img_size: Optional[int] = TRT_IMG_SIZE,
-    seed: int = SeedOpt,
-    max_rel_err: Optional[float] = TolMaxRelOpt,
-    min_cosine: Optional[float] = TolMinCosineOpt,
-    min_top1: Optional[float] = TolMinTop1Opt,
-    no_verify: bool = TRT_NO_VERIFY,
-    force: bool = ForceOpt,
-    json_out: Optional[str] = JsonOpt,
-    verbose: bool = TRT_VERBOSE,
-    trust: bool = TrustOpt,
+    source: TrtSourceArg,
+    output: TrtOutputOpt = None,
+    precision: TrtPrecisionOpt = None,
+    fp32: Fp32Opt = False,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
+    builder: TrtBuilderOpt = Builder.auto,
+    compute_capability: TrtComputeCapabilityOpt = None,
+    min_batch: TrtMinBatchOpt = None,
+    opt_batch: TrtOptBatchOpt = None,
+    max_batch: TrtMaxBatchOpt = None,
+    workspace: TrtWorkspaceOpt = None,
+    timing_cache: TrtTimingCacheOpt = None,
+    hardware_compat: TrtHardwareCompatOpt = HardwareCompat.none,
+    builder_opt_level: TrtBuilderOptLevelOpt = None,
+    reference: TrtReferenceOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    allow_inexact: TrtAllowInexactOpt = False,
+    opset: TrtOpsetOpt = 17,
+    keep_onnx: TrtKeepOnnxOpt = None,
+    images: ImagesOpt = None,
+    n: NOpt = 8,
+    img_size: TrtImgSizeOpt = None,
+    seed: SeedOpt = 0,
+    max_rel_err: TolMaxRelOpt = None,
+    min_cosine: TolMinCosineOpt = None,
+    min_top1: TolMinTop1Opt = None,
+    no_verify: TrtNoVerifyOpt = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = None,
+    verbose: TrtVerboseOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Build a strongly typed TensorRT engine, verify it, write it with its provenance.
 
@@ -795,25 +777,25 @@ def trt(
 @app.command()
 @handle_errors
 def verify(
-    reference: Path = VERIFY_REFERENCE,
-    artifacts: list[Path] = VERIFY_ARTIFACTS,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    images: Optional[Path] = ImagesOpt,
-    n: int = NOpt,
-    img_size: Optional[int] = VERIFY_IMG_SIZE,
-    seed: int = SeedOpt,
-    max_rel_err: Optional[float] = TolMaxRelOpt,
-    min_cosine: Optional[float] = TolMinCosineOpt,
-    min_top1: Optional[float] = TolMinTop1Opt,
-    locate_stage: bool = VERIFY_LOCATE_STAGE,
-    threads: Optional[int] = VERIFY_THREADS,
-    json_out: Optional[str] = JsonOpt,
-    force: bool = JsonForceOpt,
-    trust: bool = TrustOpt,
+    reference: VerifyReferenceArg,
+    artifacts: VerifyArtifactsArg,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    images: ImagesOpt = None,
+    n: NOpt = 8,
+    img_size: VerifyImgSizeOpt = None,
+    seed: SeedOpt = 0,
+    max_rel_err: TolMaxRelOpt = None,
+    min_cosine: TolMinCosineOpt = None,
+    min_top1: TolMinTop1Opt = None,
+    locate_stage: VerifyLocateStageOpt = False,
+    threads: CpuThreadsOpt = None,
+    json_out: JsonOpt = None,
+    force: JsonForceOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Compare artifacts with the training checkpoint on the same inputs, for CI.
 
@@ -832,22 +814,22 @@ def verify(
 @app.command(name="eval")
 @handle_errors
 def eval_(
-    artifacts: list[Path] = EVAL_ARTIFACTS,
-    images: Path = EVAL_IMAGES,
-    limit: Optional[int] = EVAL_LIMIT,
-    img_size: Optional[int] = EVAL_IMG_SIZE,
-    crop_pct: float = EVAL_CROP_PCT,
-    batch: int = EVAL_BATCH,
-    threads: Optional[int] = EVAL_THREADS,
-    max_drop: Optional[float] = EVAL_MAX_DROP,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    json_out: Optional[str] = JsonOpt,
-    force: bool = JsonForceOpt,
-    trust: bool = TrustOpt,
+    artifacts: EvalArtifactsArg,
+    images: EvalImagesOpt,
+    limit: EvalLimitOpt = None,
+    img_size: VerifyImgSizeOpt = None,
+    crop_pct: EvalCropPctOpt = 0.875,
+    batch: EvalBatchOpt = 32,
+    threads: CpuThreadsOpt = None,
+    max_drop: EvalMaxDropOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    json_out: JsonOpt = None,
+    force: JsonForceOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Accuracy on labelled images: top-1 and top-5 of every artifact with 95% confidence
     intervals (Wilson), and for each against the reference (the first artifact, a checkpoint)
@@ -869,22 +851,22 @@ def eval_(
 @app.command()
 @handle_errors
 def bench(
-    artifact: Path = BENCH_ARTIFACT,
-    batch: str = BENCH_BATCH,
-    runs: int = BENCH_RUNS,
-    warmup: int = BENCH_WARMUP,
-    threads: Optional[int] = BENCH_THREADS,
-    device: Device = BENCH_DEVICE,
-    cuda_graphs: bool = BENCH_CUDA_GRAPHS,
-    img_size: Optional[int] = BENCH_IMG_SIZE,
-    key: Key = KeyOpt,
-    model: Optional[str] = ModelOpt,
-    strides: Optional[str] = StridesOpt,
-    ada_pool: Optional[str] = AdaPoolOpt,
-    act_learn: Optional[float] = ActLearnOpt,
-    json_out: Optional[str] = JsonOpt,
-    force: bool = JsonForceOpt,
-    trust: bool = TrustOpt,
+    artifact: BenchArtifactArg,
+    batch: BenchBatchOpt = "1,8,32",
+    runs: BenchRunsOpt = 50,
+    warmup: BenchWarmupOpt = 10,
+    threads: CpuThreadsOpt = None,
+    device: BenchDeviceOpt = Device.cpu,
+    cuda_graphs: BenchCudaGraphsOpt = False,
+    img_size: BenchImgSizeOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    json_out: JsonOpt = None,
+    force: JsonForceOpt = False,
+    trust: TrustOpt = False,
 ) -> None:
     """Latency of one artifact at each batch size: warm-up, then median, p90, p99 and
     throughput (images/s at the median).
@@ -904,10 +886,10 @@ def bench(
 @app.command()
 @handle_errors
 def demo(
-    workdir: Path = DEMO_WORKDIR,
-    variant: str = DEMO_VARIANT,
-    img_size: int = DEMO_IMG_SIZE,
-    n: int = DEMO_N,
+    workdir: DemoWorkdirOpt = Path("vnexport-demo"),
+    variant: DemoVariantOpt = "vanillanet_5",
+    img_size: DemoImgSizeOpt = 224,
+    n: NOpt = 8,
 ) -> None:
     """The whole pipeline on a built-in default: no files of yours needed.
 
@@ -936,57 +918,60 @@ class InstanceKind(str, Enum):
     gpu = "gpu"
 
 
-TRITON_ARTIFACTS = typer.Argument(..., help="ONNX files (.onnx) and/or TensorRT engines (with "
-    "the <engine>.json vnexport trt writes).")
-TRITON_OUTPUT = typer.Option(..., "--output", "-o", help="The model repository folder (created "
-    "if missing; one model folder per artifact).")
-TRITON_NAME = typer.Option(None, "--name", help="Model name (one artifact only). Default: the "
-    "file name before its first dot.")
-TRITON_VERSION = typer.Option(1, "--version", help="Model version folder.")
-TRITON_BACKEND = typer.Option(TritonBackend.platform, "--backend", help="platform: "
-    "tensorrt_plan / onnxruntime_onnx as the file is; python: a model.py running the ONNX "
-    "file on onnxruntime (servers without the onnxruntime backend, such as vnexport serve's).")
-TRITON_MAX_BATCH = typer.Option(None, "--max-batch", help="max_batch_size. Default: the "
-    "engine's profile maximum, the ONNX file's max_batch metadata, else 16.")
-TRITON_PREFERRED = typer.Option(None, "--preferred-batch", help="Dynamic batching's preferred "
-    "batch sizes, e.g. 4,8.")
-TRITON_QUEUE_DELAY = typer.Option(100, "--max-queue-delay-us", help="Dynamic batching: the "
-    "longest wait to form a batch, in microseconds.")
-TRITON_INSTANCES = typer.Option(1, "--instances", help="Model instances (instance_group).")
-TRITON_KIND = typer.Option(InstanceKind.auto, "--kind", help="Instance kind; an engine is "
-    "always KIND_GPU.")
-TRITON_LABELS = typer.Option(None, "--labels", help="Class names, one per line (as many as "
-    "classes): top-k labels through Triton's classification extension.")
-TRITON_PREPROCESS = typer.Option(False, "--preprocess", help="Add a Python-backend "
-    "preprocessing model and <name>_ensemble: image bytes in, logits (labels) out.")
-TRITON_FORCE = typer.Option(False, "--force", "-f", help="Replace existing model folders.")
-SERVE_TARGET = typer.Argument(..., help="A model repository folder, or one ONNX file (served "
-    "from a temporary Python-backend repository).")
-SERVE_HOST = typer.Option("127.0.0.1", "--host", help="Address to listen on.")
-SERVE_HTTP = typer.Option(8000, "--http-port")
-SERVE_GRPC = typer.Option(8001, "--grpc-port")
-SERVE_METRICS = typer.Option(8002, "--metrics-port")
-SERVE_JSON = typer.Option(False, "--json", help="Print the ready report as one JSON line "
-    "instead of text.")
+TritonArtifactsArg = Annotated[list[Path], typer.Argument(help="ONNX files (.onnx) and/or "
+    "TensorRT engines (with the <engine>.json vnexport trt writes).")]
+TritonOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="The model repository "
+    "folder (created if missing; one model folder per artifact).")]
+TritonNameOpt = Annotated[Optional[str], typer.Option("--name", help="Model name (one artifact "
+    "only). Default: the file name before its first dot.")]
+TritonVersionOpt = Annotated[int, typer.Option("--version", help="Model version folder.")]
+TritonBackendOpt = Annotated[TritonBackend, typer.Option("--backend", help="platform: "
+    "tensorrt_plan / onnxruntime_onnx as the file is; python: a model.py running the ONNX file on "
+    "onnxruntime (servers without the onnxruntime backend, such as vnexport serve's).")]
+TritonMaxBatchOpt = Annotated[Optional[int], typer.Option("--max-batch",
+    help="max_batch_size. Default: the engine's profile maximum, the ONNX file's max_batch "
+    "metadata, else 16.")]
+TritonPreferredOpt = Annotated[Optional[str], typer.Option("--preferred-batch",
+    help="Dynamic batching's preferred batch sizes, e.g. 4,8.")]
+TritonQueueDelayOpt = Annotated[int, typer.Option("--max-queue-delay-us",
+    help="Dynamic batching: the longest wait to form a batch, in microseconds.")]
+TritonInstancesOpt = Annotated[int, typer.Option("--instances", help="Model instances "
+    "(instance_group).")]
+TritonKindOpt = Annotated[InstanceKind, typer.Option("--kind", help="Instance kind; an engine is "
+    "always KIND_GPU.")]
+TritonLabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Class names, one per "
+    "line (as many as classes): top-k labels through Triton's classification extension.")]
+TritonPreprocessOpt = Annotated[bool, typer.Option("--preprocess", help="Add a Python-backend "
+    "preprocessing model and <name>_ensemble: image bytes in, logits (labels) out.")]
+TritonForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace existing model "
+    "folders.")]
+ServeTargetArg = Annotated[Path, typer.Argument(help="A model repository folder, or one ONNX file "
+    "(served from a temporary Python-backend repository).")]
+ServeHostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+ServeHttpOpt = Annotated[int, typer.Option("--http-port")]
+ServeGrpcOpt = Annotated[int, typer.Option("--grpc-port")]
+ServeMetricsOpt = Annotated[int, typer.Option("--metrics-port")]
+ServeJsonOpt = Annotated[bool, typer.Option("--json", help="Print the ready report as one JSON "
+    "line instead of text.")]
 
 
 @app.command()
 @handle_errors
 def triton(
-    artifacts: list[Path] = TRITON_ARTIFACTS,
-    output: Path = TRITON_OUTPUT,
-    name: Optional[str] = TRITON_NAME,
-    version: int = TRITON_VERSION,
-    backend: TritonBackend = TRITON_BACKEND,
-    max_batch: Optional[int] = TRITON_MAX_BATCH,
-    preferred_batch: Optional[str] = TRITON_PREFERRED,
-    max_queue_delay_us: int = TRITON_QUEUE_DELAY,
-    instances: int = TRITON_INSTANCES,
-    kind: InstanceKind = TRITON_KIND,
-    labels: Optional[Path] = TRITON_LABELS,
-    preprocess: bool = TRITON_PREPROCESS,
-    force: bool = TRITON_FORCE,
-    json_out: Optional[str] = JsonOpt,
+    artifacts: TritonArtifactsArg,
+    output: TritonOutputOpt,
+    name: TritonNameOpt = None,
+    version: TritonVersionOpt = 1,
+    backend: TritonBackendOpt = TritonBackend.platform,
+    max_batch: TritonMaxBatchOpt = None,
+    preferred_batch: TritonPreferredOpt = None,
+    max_queue_delay_us: TritonQueueDelayOpt = 100,
+    instances: TritonInstancesOpt = 1,
+    kind: TritonKindOpt = InstanceKind.auto,
+    labels: TritonLabelsOpt = None,
+    preprocess: TritonPreprocessOpt = False,
+    force: TritonForceOpt = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Write a Triton model repository: config.pbtxt (checked against the artifact), model
     file, labels; optionally a preprocessing ensemble."""
@@ -1000,12 +985,12 @@ def triton(
 @app.command()
 @handle_errors
 def serve(
-    target: Path = SERVE_TARGET,
-    host: str = SERVE_HOST,
-    http_port: int = SERVE_HTTP,
-    grpc_port: int = SERVE_GRPC,
-    metrics_port: int = SERVE_METRICS,
-    as_json: bool = SERVE_JSON,
+    target: ServeTargetArg,
+    host: ServeHostOpt = "127.0.0.1",
+    http_port: ServeHttpOpt = 8000,
+    grpc_port: ServeGrpcOpt = 8001,
+    metrics_port: ServeMetricsOpt = 8002,
+    as_json: ServeJsonOpt = False,
 ) -> None:
     """Run Triton here (the nvidia-pytriton wheel's server, CPU) until Ctrl-C or SIGTERM."""
     from .stages import serve as stage
@@ -1019,8 +1004,11 @@ def serve(
     finish(result, None, dataclasses.replace(lines, echo=note))
 
 
+VersionOpt = Annotated[bool, typer.Option("--version", help="Print the version and exit.")]
+
+
 @app.callback(invoke_without_command=True)
-def main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+def main(version: VersionOpt = False):
     if version:
         echo(f"vnexport {__version__}")
         raise typer.Exit(0)

@@ -1,7 +1,7 @@
 """ONNX files: the one loader, metadata, precision detection, input geometry, op inventory.
 
 A format module: it reads and writes ONNX files and answers questions about a graph; it runs
-nothing (ONNX Runtime lives in ``ort.py``, TensorRT in ``trt.py``).
+nothing (ONNX Runtime lives in ``ort.py``, TensorRT in the ``trt`` package).
 """
 
 from __future__ import annotations
