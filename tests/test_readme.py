@@ -1,7 +1,9 @@
 """The README's examples, run as written: every fenced ``bash`` block of its Commands section
 (each command line as a shell command, in order, in a fresh folder holding small generated
-stand-ins for the files the examples name) and its Python API blocks. Only lines that need a
-GPU, TensorRT or Docker are skipped, each with the reason."""
+stand-ins for the files the examples name) and its Python API blocks (the Triton client block
+against a real server the test starts, where the server can run). Only lines that need a GPU,
+TensorRT or Docker are skipped, each with the reason. Also: every CLI option has a row in
+tests/PROMISES.md."""
 
 from __future__ import annotations
 
@@ -129,11 +131,130 @@ def test_bash_block_runs_as_written(index, tmp_path):
         pytest.skip("every line skipped: " + "; ".join(skipped))
 
 
+def free_ports(n: int = 3) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def readme_server(folder: Path, name: str):
+    """The wheel's Triton server on free 127.0.0.1 ports, serving the stand-in model.onnx as
+    ``name`` (Python backend, labels, the preprocessing ensemble), as ``vnexport triton
+    --backend python --preprocess`` writes it; skips where the server cannot run here."""
+    from vnexport import triton as T
+    from vnexport import triton_server as S
+
+    why = S.missing_reason()
+    if why is not None:
+        pytest.skip(f"{NEEDS_SERVER[1]}; the Triton server cannot run here: {why}")
+    facts = T.read_facts(folder / "model.onnx")
+    labels = tuple(f"class {i}" for i in range(facts.classes))
+    opts = T.ServingOptions(name=name, backend="python", kind="cpu", labels=labels,
+                            preprocess=True)
+    T.write_repository(folder / "models", T.model_folders(facts, opts))
+    http, grpc, metrics = free_ports()
+    srv = S.TritonServer(folder / "models", http_port=http, grpc_port=grpc,
+                         metrics_port=metrics)
+    srv.start()
+    try:
+        srv.wait_ready(240)
+    except BaseException:
+        srv.stop()
+        raise
+    return srv, labels
+
+
+def run_client_block(code: str, folder: Path, index: int) -> None:
+    """The README's client block against a real server: its address rewritten to the server's
+    free port, dog.jpg a generated image. The first request's top-5 answers are checked
+    against ONNX Runtime run here on the same inputs; the ensemble's label against the
+    labels the repository was written with."""
+    import numpy as np
+    import onnxruntime
+    from PIL import Image
+
+    name = re.search(r'client\.infer\("(\w+)"', code).group(1)
+    head, tail = code.split("\nimages = ", 1)
+    srv, labels = readme_server(folder, name)
+    scope = {"__name__": "readme"}
+    try:
+        Image.new("RGB", (300, 260), (200, 120, 40)).save(folder / "dog.jpg")
+        head = head.replace("127.0.0.1:8000", f"127.0.0.1:{srv.ports['http']}")
+        exec(compile(head, f"README.md python block {index}", "exec"), scope)
+        first = scope["out"].as_numpy("logits")
+        exec(compile("images = " + tail, f"README.md python block {index}", "exec"), scope)
+        last = scope["out"].as_numpy("logits")
+    finally:
+        if "client" in scope:
+            scope["client"].close()  # an open keep-alive connection delays Triton's exit
+        status = srv.stop()
+    assert status == 0, srv.log_text[-3000:]
+    sess = onnxruntime.InferenceSession(str(folder / "model.onnx"),
+                                        providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {"input": scope["x"]})[0]
+    assert first.shape == (len(ref), 5)
+    for row, logits in zip(first, ref):
+        got = [r.decode().split(":", 2) for r in row]
+        assert [int(i) for _, i, _ in got] == list(np.argsort(-logits)[:5])
+        assert np.allclose([float(v) for v, _, _ in got], np.sort(logits)[::-1][:5],
+                           rtol=1e-4, atol=1e-4)
+        assert all(lab == labels[int(i)] for _, i, lab in got)
+    assert last.shape == (1, 5)
+    _, i, lab = last[0][0].decode().split(":", 2)
+    assert lab == labels[int(i)]
+
+
 @pytest.mark.parametrize("index", range(len(blocks("python"))))
 def test_python_block_runs_as_written(index, tmp_path, monkeypatch):
     prepare(tmp_path)
     monkeypatch.chdir(tmp_path)
     code = blocks("python")[index]
     if NEEDS_SERVER[0] in code:
-        pytest.skip(NEEDS_SERVER[1])
+        run_client_block(code, tmp_path, index)
+        return
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "readme"})
+
+
+# ------------------------------------------------------------------------------------------
+# tests/PROMISES.md: a row for every option of every command, naming tests that exist
+
+PROMISES = ROOT / "tests" / "PROMISES.md"
+
+
+def command_options() -> list[tuple[str, str]]:
+    """(command, option) for every option of every command of the Typer app (its primary
+    name, as ``vnexport <cmd> --help`` lists it first), --help excepted."""
+    import typer.main
+
+    from vnexport.cli import app
+
+    group = typer.main.get_command(app)
+    return [(name, p.opts[0]) for name, cmd in group.commands.items() for p in cmd.params
+            if p.param_type_name == "option" and p.opts[0] != "--help"]
+
+
+def test_every_command_option_has_a_promises_row():
+    rows = set(re.findall(r"^\| ([\w-]+) \| `(--[\w-]+)` \|", PROMISES.read_text(), re.M))
+    missing = [f"vnexport {c} {o}" for c, o in command_options() if (c, o) not in rows]
+    assert not missing, ("no row in tests/PROMISES.md for: " + ", ".join(missing)
+                         + " (add '| <command> | `<option>` | <promise> | `<test file>::"
+                         "<test>` |' under its command)")
+
+
+def test_promises_name_tests_that_exist():
+    named = set(re.findall(r"`(test_\w+\.py)(?:::(test_\w+))?`", PROMISES.read_text()))
+    assert len(named) > 50
+    gone = []
+    for file, func in named:
+        path = ROOT / "tests" / file
+        if not path.is_file() or (func and not re.search(rf"^def {func}\(", path.read_text(),
+                                                         re.M)):
+            gone.append(f"{file}::{func}" if func else file)
+    assert not gone, "tests/PROMISES.md names tests that do not exist: " + ", ".join(sorted(gone))

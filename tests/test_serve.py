@@ -100,7 +100,6 @@ def start_server(models, folder: Path) -> S.TritonServer:
                                 preprocess=name in ("small", "v5"))
         folders += T.model_folders(facts, opts)
     T.write_repository(repo, folders)
-    shm_before = set(os.listdir("/dev/shm"))
     http, grpc, metrics = free_ports()
     srv = S.TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
     srv.start()
@@ -109,7 +108,6 @@ def start_server(models, folder: Path) -> S.TritonServer:
     except BaseException:
         srv.stop()
         raise
-    srv.shm_before = shm_before
     return srv
 
 
@@ -333,8 +331,9 @@ def test_stop_by_pid_leaves_nothing(models, tmp_path):
         gone, alive = psutil.wait_procs(children, timeout=5)
         assert alive == [], alive
         assert S.shm_regions(server.shm_prefix) == []
-        new = set(os.listdir("/dev/shm")) - server.shm_before
-        assert not [n for n in new if "triton" in n or "vnexport" in n], new
+        # only this server's regions (its own prefix): other processes' entries are not ours
+        mine = [n for n in os.listdir("/dev/shm") if n.startswith(server.shm_prefix)]
+        assert mine == [], mine
     finally:
         server.stop()
 
@@ -385,3 +384,24 @@ def test_serve_refuses_what_the_wheel_cannot_load(models, tmp_path):
     assert len(lines) == 1 and "ort/config.pbtxt" in lines[0] and "onnxruntime_onnx" in lines[0]
     r = CliRunner().invoke(app, ["serve", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "missing: no such file" in r.stderr
+
+
+def test_a_killed_server_leaves_nothing_after_stop(models, tmp_path):
+    """kill -9 of the server leaves its stubs and /dev/shm regions behind (Triton cannot
+    clean up); stop() ends the stubs (the process group) and removes the regions with this
+    server's prefix. Only this server's prefix is looked at."""
+    import signal
+
+    server = start_server({"small": models["small"]}, tmp_path)
+    try:
+        children = psutil.Process(server.pid).children(recursive=True)
+        assert children and S.shm_regions(server.shm_prefix)
+        os.kill(server.pid, signal.SIGKILL)
+        psutil.Process(server.pid).wait(10)
+        server.stop()
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], alive
+        mine = [n for n in os.listdir("/dev/shm") if n.startswith(server.shm_prefix)]
+        assert mine == [], mine
+    finally:
+        server.stop()

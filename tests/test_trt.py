@@ -473,7 +473,8 @@ def test_onnxruntime_reference_matches_training_form(onnx_files):
         out = ort_reference(onnx_files[name], x.numpy())
         assert compare(ref, out, FP32).passed
     out16 = ort_reference(onnx_files["fp16"], x.numpy())
-    assert compare(ref, out16, tolerance_for("fp16", min_cosine=0.999)).cosine > 0.999
+    c16 = compare(ref, out16, tolerance_for("fp16"))  # the product's limits: cosine 0.9999
+    assert c16.passed and c16.tolerance.min_cosine == 0.9999, c16.failures
 
 
 def test_demo_stage_without_gpu(tmp_path):
@@ -497,7 +498,9 @@ def test_demo_stage_without_gpu(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == \
             ["c.pth", "model_fp32.engine", "model_fp32.engine.json"]
     else:
-        assert r.detail == NO_RUNTIME and r.verdict == "skipped"
+        # the reason in words written here, not recomputed by the code under test
+        # (test_promises.py forces the no-builder case on every machine)
+        assert r.verdict == "skipped" and "TensorRT" in r.detail and "\n" not in r.detail
 
 
 def test_demo_stage_without_any_builder_says_why(tmp_path, monkeypatch):

@@ -222,7 +222,8 @@ def _bind(real: dict, name: str, args: tuple, kwargs: dict) -> None:
         inspect.signature(base).bind(None, **rest)
 
 
-def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, files, tmp_path):
+def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, model, files,
+                                                             tmp_path):
     pytest.importorskip("polygraphy", reason="Polygraphy is not installed (vnexport[trt-rtx])")
     real = _real_polygraphy()
     fpg.install(monkeypatch)
@@ -230,11 +231,12 @@ def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, files,
     options = vt.BuildOptions(min_batch=1, opt_batch=2, max_batch=4, workspace_gib=1,
                               builder_opt_level=1, hardware_compat="same-cc",
                               timing_cache=tmp_path / "t.cache")
+    x = random_inputs(model.cfg, 3, IMG, seed=5)
+    ref = run_torch(model, x)  # the training form: the engine is judged against it
     for _ in range(2):  # the second build loads the timing cache
-        vt.build_engine(files["dynamic"], tmp_path / "m.engine", options,
-                        check=lambda run: compare(run(np.zeros((3, 3, IMG, IMG), np.float32)),
-                                                  run(np.zeros((3, 3, IMG, IMG), np.float32)),
-                                                  FP32))
+        res = vt.build_engine(files["dynamic"], tmp_path / "m.engine", options,
+                              check=lambda run: compare(ref, run(x.numpy()), FP32))
+        assert res.comparison.passed and res.comparison.n == 3, res.comparison.failures
         (tmp_path / "m.engine").unlink(missing_ok=True)
         vt.provenance_path(tmp_path / "m.engine").unlink(missing_ok=True)
     vt.build_engine(files["dynamic"], tmp_path / "m.engine", options)

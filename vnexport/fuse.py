@@ -27,7 +27,8 @@ def check_exact(ckpt: Checkpoint) -> None:
 
 
 def deploy_model(ckpt: Checkpoint, allow_inexact: bool = False) -> VanillaNet:
-    """The deploy-form network of ``ckpt`` (folded and merged in float64, stored in float32)."""
+    """The deploy-form network of ``ckpt`` (folded and merged in
+    ``model.FUSE_DTYPE``, float32, stored in the checkpoint's dtype)."""
     if ckpt.form == "deploy":
         return ckpt.build_model()
     if not allow_inexact:

@@ -152,7 +152,7 @@ def variant_name(cfg: VanillaNetConfig) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# fusion helpers (pure tensor maths, float64 inside)
+# fusion helpers (pure tensor maths, in FUSE_DTYPE: float32)
 
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,

@@ -87,6 +87,17 @@ def get_metadata(model: onnx.ModelProto | str | os.PathLike) -> dict[str, str]:
     return {p.key: p.value for p in _graph(model).metadata_props}
 
 
+def stored_max_batch(model: onnx.ModelProto | str | os.PathLike) -> int | None:
+    """The ``max_batch`` metadata ``onnx --dynamic-batch --max-batch N`` stores (a positive
+    integer), else None."""
+    try:
+        value = json.loads(get_metadata(model)["max_batch"])
+    except (KeyError, ValueError):
+        return None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value if ok else None
+
+
 # --------------------------------------------------------------------------------------------
 # what the graph is
 

@@ -25,7 +25,8 @@ from ..errors import EXIT_CHECK_FAILED, VnexportError
 from ..fileio import OutputPlan
 from ..fuse import check_exact
 from ..onnx_export import export_onnx
-from ..onnx_file import OnnxInput, detect_precision, load_onnx, read_onnx_input
+from ..onnx_file import (OnnxInput, detect_precision, load_onnx, read_onnx_input,
+                         stored_max_batch)
 from ..trt import BuildOptions, provenance_path, resolve_profile
 from ..verify import compare, make_inputs, run_torch, tolerance_for
 from .common import Log, Result, Source, check_img_size, comparison_lines, default_output, load
@@ -104,7 +105,11 @@ def build_from_source(source: Path, output: Path, precision: str, options: Build
             echo(f"{source.name}: {ckpt.form} form, {ckpt.variant}; exporting {precision} ONNX")
             export_for_engine(ckpt, onnx_path, precision, options, img_size or 224, opset,
                               allow_inexact)
-        inp = read_onnx_input(onnx_path)
+        model = load_onnx(onnx_path, external_data=False)
+        inp = read_onnx_input(onnx_path, model)
+        echo("profile: " + resolve_profile(inp, options, img_size, onnx_path,
+                                           stored_max_batch(model)).origin)
+        del model
         size = img_size or inp.shape[2]
         check = label = vin = None
         if verify is not None:
@@ -166,7 +171,8 @@ def _check_onnx_source(opts: TrtOptions, log: Log):
     if opts.precision is not None and opts.precision != prec:
         raise VnexportError(f"--precision {opts.precision} given, but the file is {prec}; "
                             "the precision comes from the ONNX file", source)
-    resolve_profile(read_onnx_input(source, model), opts.build, opts.img_size, source)
+    resolve_profile(read_onnx_input(source, model), opts.build, opts.img_size, source,
+                    stored_max_batch(model))
     ckpt = None
     if opts.reference is not None:
         ckpt = load(opts.reference, opts.ckpt_source, log)

@@ -17,7 +17,7 @@ import numpy as np
 from ..checkpoint import sha256_of
 from ..errors import MissingRuntimeError, VnexportError
 from ..fileio import atomic_output
-from ..onnx_file import detect_precision, load_onnx, read_onnx_input
+from ..onnx_file import detect_precision, load_onnx, read_onnx_input, stored_max_batch
 from .engine import infer
 from .options import HARDWARE_COMPAT, NO_GPU_TO_VERIFY, BuildOptions, Profile, resolve_profile
 from .provenance import make_provenance, provenance_path
@@ -157,7 +157,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike,
     options.validate()
     model = load_onnx(onnx_path, external_data=False)
     precision = detect_precision(onnx_path, model)
-    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path)
+    profile = resolve_profile(read_onnx_input(onnx_path, model), options, img_size, onnx_path,
+                              stored_max_batch(model))
     runtime = runtime or require_builder(options, need_gpu=check is not None)
     if check is not None and not runtime.get("gpu"):
         raise MissingRuntimeError(NO_GPU_TO_VERIFY)

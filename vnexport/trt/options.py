@@ -4,7 +4,7 @@ Imports nothing of TensorRT. References [TAG]: ``vnexport/trt/__init__.py``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import VnexportError
@@ -153,6 +153,7 @@ class Profile:
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+    origin: str = field(default="", compare=False)  # where each batch size came from
 
     @property
     def max_batch(self) -> int:
@@ -164,13 +165,15 @@ class Profile:
 
 
 def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None = None,
-                    source: object = None) -> Profile:
-    """min/opt/max shapes from the batch options and the ONNX input.
+                    source: object = None, stored_max: int | None = None) -> Profile:
+    """min/opt/max shapes from the batch options, the ONNX input and the file's stored
+    ``max_batch`` (``stored_max``: ``onnx --dynamic-batch --max-batch N`` writes it).
 
-    Dynamic batch: min defaults to 1, opt to min, max to opt; they must satisfy
-    1 <= min <= opt <= max. Static batch B: every batch option given must equal B (a static
-    graph cannot run any other batch), else the file is refused with the way out.
-    Spatial dims come from the file; dynamic ones need --img-size.
+    Dynamic batch: min defaults to 1, opt to min, max to the stored max batch (at least opt),
+    else to opt; they must satisfy 1 <= min <= opt <= max. Static batch B: every batch option
+    given must equal B (a static graph cannot run any other batch), else the file is refused
+    with the way out. Spatial dims come from the file; dynamic ones need --img-size.
+    ``Profile.origin`` says where each batch size came from.
     """
     c, h, w = inp.shape[1:]
     if c is None:
@@ -183,22 +186,45 @@ def resolve_profile(inp: OnnxInput, options: BuildOptions, img_size: int | None 
     elif img_size is not None and (h, w) != (img_size, img_size):
         raise VnexportError(f"--img-size {img_size} does not match the file's input "
                             f"{h}x{w}", source)
-    asked = {"--min-batch": options.min_batch, "--opt-batch": options.opt_batch,
-             "--max-batch": options.max_batch}
     if inp.batch is not None:
-        b = inp.batch
-        bad = [f"{k} {v}" for k, v in asked.items() if v is not None and v != b]
-        if bad:
-            raise VnexportError(
-                f"the ONNX file has a static batch of {b}, which does not fit {', '.join(bad)}; "
-                f"export it with a dynamic batch (vnexport onnx --dynamic-batch --max-batch N) "
-                f"or drop the batch options", source)
-        mn = op = mx = b
+        mn = op = mx = _static_batch(inp.batch, options, source)
+        origin = f"batch {mx}: the file's static batch"
     else:
-        mn = options.min_batch or 1
-        op = options.opt_batch or mn
-        mx = options.max_batch or max(op, mn)
+        mn, op, mx, origin = _dynamic_batches(options, stored_max)
         if not mn <= op <= mx:
             raise VnexportError(f"batch sizes must satisfy min <= opt <= max, got "
                                 f"min {mn}, opt {op}, max {mx}", source)
-    return Profile(inp.name, (mn, c, h, w), (op, c, h, w), (mx, c, h, w))
+    return Profile(inp.name, (mn, c, h, w), (op, c, h, w), (mx, c, h, w), origin)
+
+
+def _static_batch(b: int, options: BuildOptions, source: object) -> int:
+    asked = {"--min-batch": options.min_batch, "--opt-batch": options.opt_batch,
+             "--max-batch": options.max_batch}
+    bad = [f"{k} {v}" for k, v in asked.items() if v is not None and v != b]
+    if bad:
+        raise VnexportError(
+            f"the ONNX file has a static batch of {b}, which does not fit {', '.join(bad)}; "
+            f"export it with a dynamic batch (vnexport onnx --dynamic-batch --max-batch N) "
+            f"or drop the batch options", source)
+    return b
+
+
+def _dynamic_batches(options: BuildOptions, stored_max: int | None):
+    """(min, opt, max, origin) of a dynamic batch: options first, then the defaults."""
+    stored = stored_max if isinstance(stored_max, int) and stored_max > 0 else None
+    mn = options.min_batch or 1
+    op = options.opt_batch or mn
+    if options.max_batch is not None:
+        mx, max_from = options.max_batch, "--max-batch"
+    elif stored is not None:
+        mx = max(stored, op)
+        max_from = (f"the file's stored max_batch {stored}" if mx == stored else
+                    f"--opt-batch (above the file's stored max_batch {stored})")
+    else:
+        mx = max(op, mn)
+        max_from = ("= opt; the file stores no max_batch, pass --max-batch N for larger "
+                    "batches")
+    origin = (f"min {mn} ({'--min-batch' if options.min_batch else 'default 1'}), "
+              f"opt {op} ({'--opt-batch' if options.opt_batch else '= min'}), "
+              f"max {mx} ({max_from})")
+    return mn, op, mx, origin

@@ -49,6 +49,7 @@ def make_provenance(*, engine_path: Path, engine_sha256: str | None, onnx_path: 
         "strongly_typed": facts.get("strongly_typed", options.strongly_typed),
         "tf32": facts.get("tf32"),
         "profile": profile.to_dict(),
+        "profile_origin": profile.origin,
         "source_onnx": Path(onnx_path).name,
         "source_onnx_sha256": onnx_sha256,
         **_targets(builder, runtime, options, facts),
