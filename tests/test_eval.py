@@ -93,6 +93,7 @@ def test_eval_equals_an_independent_computation(digits):
     assert code == 0, err
     x, y = read_folder(digits["val"])
     assert report["images"]["n"] == len(y) == 540 and report["images"]["classes"] == 10
+    assert report["images"]["img_size"] == 32  # the ONNX files' input size
     arts = report["artifacts"]
     assert [a["path"] for a in arts] == [str(digits[k]) for k in names]
     assert [a["precision"] for a in arts] == ["fp32", "fp32", "fp32", "fp16", "int8"]
@@ -130,15 +131,17 @@ def wilson_here(k: int, n: int) -> tuple[float, float]:
 
 
 def test_confidence_interval_is_wilsons(digits):
-    code, err, report = run_eval(digits["training"], "--images", digits["val"], "--limit", 50)
+    code, err, report = run_eval(digits["training"], "--images", digits["val"], "--limit", 50,
+                                 "--img-size", 32)
     assert code == 0, err
+    assert report["images"]["img_size"] == 32  # no ONNX file to read it from: the option's
     a = report["artifacts"][0]
     assert a["top1_ci95"] == pytest.approx(wilson_here(a["top1_correct"], 50))
 
 
 def test_limit_is_spread_over_the_classes(digits):
     code, err, report = run_eval(digits["training"], digits["fp32"], "--images", digits["val"],
-                                 "--limit", 25)
+                                 "--limit", 25, "--threads", 1)  # (conftest: threads restored)
     assert code == 0, err
     assert report["images"]["n"] == 25 and report["images"]["found"] == 540
     # round-robin over 10 classes: 3 from the first five, 2 from the others
