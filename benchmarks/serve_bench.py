@@ -12,14 +12,25 @@ request, throughput (requests/s over the cell's wall time) and, for Triton, the 
 server ran (inference_count / execution_count from its statistics). Client threads, server and
 onnxruntime share this machine's cores. Writes ``benchmarks/results/serve_<machine>.md`` and
 ``.json``.
+
+Where Triton's own load generator runs (``perf_analyzer``: on PATH, $PERF_ANALYZER, or the
+``perf-analyzer`` wheel's ``perf_analyzer/bin/perf_analyzer``), it measures the same server too
+(``--concurrency-range N:N`` per client count, over HTTP and gRPC, CSV report) and its figures
+are a second table. Where it does not run, the report says why: its wheels (2.58-2.60) are
+``manylinux_2_38`` (glibc >= 2.38, GLIBCXX_3.4.32), so pip on an older glibc resolves
+``perf-analyzer`` to the 0.1.0 placeholder that has no binary.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import importlib.util
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -135,7 +146,8 @@ def counts(url: str, model: str) -> tuple[int, int]:
     return int(s["inference_count"]), int(s["execution_count"])
 
 
-def bench_model(name: str, folder: Path, clients: list[int], seconds: float) -> dict:
+def bench_model(name: str, folder: Path, clients: list[int], seconds: float,
+                pa: str | None = None) -> dict:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -165,9 +177,61 @@ def bench_model(name: str, folder: Path, clients: list[int], seconds: float) -> 
                 inf, ex = (a - b for a, b in zip(counts(f"127.0.0.1:{http}", name), before))
                 cells.append({"transport": label, **cell,
                               "mean_batch": round(inf / ex, 2) if ex else None})
+        pa_cells = perf_analyzer_cells(pa, name, {"http": f"127.0.0.1:{http}",
+                                                  "grpc": f"127.0.0.1:{grpc}"},
+                                       clients, seconds, folder) if pa else None
     return {"model": name, "img_size": IMG[name], "precision": facts.precision,
             "onnx_mib": round(path.stat().st_size / 2**20, 1),
-            "server_ready_s": round(load_s, 2), "cells": cells}
+            "server_ready_s": round(load_s, 2), "cells": cells, "perf_analyzer": pa_cells}
+
+
+def perf_analyzer() -> tuple[str | None, str]:
+    """(the perf_analyzer binary, its --version line) where it runs here, else (None, why)."""
+    spec = importlib.util.find_spec("perf_analyzer")
+    wheel_bin = (Path(spec.origin).parent / "bin" / "perf_analyzer"
+                 if spec is not None and spec.origin else None)
+    candidates = [os.environ.get("PERF_ANALYZER"), shutil.which("perf_analyzer"),
+                  str(wheel_bin) if wheel_bin is not None and wheel_bin.is_file() else None]
+    path = next((c for c in candidates if c), None)
+    if path is None:
+        placeholder = " (the installed perf-analyzer is the 0.1.0 placeholder, no binary)" \
+            if spec is not None else ""
+        return None, ("perf_analyzer not found" + placeholder + ": `pip install perf-analyzer` "
+                      "gets the binary only on glibc >= 2.38 (its wheels are manylinux_2_38); "
+                      "else use Triton's SDK container "
+                      "(nvcr.io/nvidia/tritonserver:<yy.mm>-py3-sdk)")
+    try:
+        r = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    except OSError as e:
+        return None, f"{path} does not start here ({e})"
+    text = (r.stdout + r.stderr).strip()
+    if "not found (required by" in text or "error while loading shared libraries" in text:
+        return None, f"{path} does not start here: {text.splitlines()[0]}"
+    return path, (text.splitlines() or ["perf_analyzer"])[0]
+
+
+def perf_analyzer_cells(binary: str, model: str, urls: dict, clients: list[int],
+                        seconds: float, folder: Path) -> list[dict]:
+    """perf_analyzer's figures for ``model`` over HTTP and gRPC at each client count
+    (concurrency mode; its CSV: throughput in infer/s, latencies in microseconds)."""
+    cells = []
+    for proto, url in urls.items():
+        for c in clients:
+            out = folder / f"pa_{model}_{proto}_{c}.csv"
+            cmd = [binary, "-m", model, "-u", url, "-i", proto, "--concurrency-range",
+                   f"{c}:{c}", "--measurement-interval", str(int(seconds * 1000)), "-f",
+                   str(out)]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0 or not out.is_file():
+                cells.append({"transport": f"perf_analyzer {proto}", "clients": c,
+                              "error": (r.stderr or r.stdout).strip()[-300:]})
+                continue
+            row = next(csv.DictReader(out.open()))
+            cells.append({"transport": f"perf_analyzer {proto}", "clients": c,
+                          "throughput_rps": float(row["Inferences/Second"]),
+                          "p50_ms": round(float(row["p50 latency"]) / 1e3, 2),
+                          "p99_ms": round(float(row["p99 latency"]) / 1e3, 2)})
+    return cells
 
 
 def report(info: dict, results: list[dict], seconds: float, loads: tuple) -> str:
@@ -191,6 +255,7 @@ def report(info: dict, results: list[dict], seconds: float, loads: tuple) -> str
              "- p99 over fewer than 100 requests is close to the slowest request (see the "
              "requests column)",
              "- weights: seeded random (synthetic), fp32, dynamic batch; one image per request", ""]
+    lines.insert(-1, f"- perf_analyzer: {info.get('perf_analyzer')}")
     for r in results:
         lines += [f"## {r['model']} ({r['img_size']}x{r['img_size']}, {r['onnx_mib']} MiB "
                   f"ONNX; server ready in {r['server_ready_s']} s)", "",
@@ -201,6 +266,14 @@ def report(info: dict, results: list[dict], seconds: float, loads: tuple) -> str
                          f"{c['errors']} | {c['p50_ms']} | {c['p99_ms']} | "
                          f"{c['throughput_rps']} | {c.get('mean_batch') or '-'} |")
         lines.append("")
+        if r.get("perf_analyzer"):
+            lines += ["perf_analyzer, the same server:", "",
+                      "| transport | clients | p50 ms | p99 ms | infer/s |",
+                      "|---|---:|---:|---:|---:|"]
+            lines += [f"| {c['transport']} | {c['clients']} | {c.get('p50_ms', '-')} | "
+                      f"{c.get('p99_ms', '-')} | {c.get('throughput_rps', c.get('error'))} |"
+                      for c in r["perf_analyzer"]]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -216,11 +289,14 @@ def main(argv=None) -> int:
         print(f"error: {reason}", file=sys.stderr)
         return 3
     info = machine_info(threads=0)
+    pa, pa_status = perf_analyzer()
+    info["perf_analyzer"] = pa_status if pa else f"not run: {pa_status}"
+    print(f"perf_analyzer: {info['perf_analyzer']}", file=sys.stderr)
     out = args.out or (Path(__file__).parent / "results" / f"serve_{machine_slug(info)}.md")
     clients = [int(c) for c in args.clients.split(",")]
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="serve_bench_") as tmp:
-        results = [bench_model(m, Path(tmp), clients, args.seconds)
+        results = [bench_model(m, Path(tmp), clients, args.seconds, pa)
                    for m in args.models.split(",")]
     loads.append(os.getloadavg()[0])
     out.write_text(report(info, results, args.seconds, tuple(loads)) + "\n")

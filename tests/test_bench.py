@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -143,3 +147,44 @@ def test_cli_bench_threads_restores_torch_threads(small):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_bench_keeps_its_finished_rows(small, tmp_path, signum):
+    """A real ``vnexport bench`` process, stopped (Ctrl-C's SIGINT, or SIGTERM) once its first
+    batch size's row is on stdout while the second (batch 1024, 20000 runs) is running: the
+    row stays on stdout, and --json holds it, marked interrupted; exit 130."""
+    report = tmp_path / "bench.json"
+    cmd = [sys.executable, "-m", "vnexport", "bench", str(small.onnx), "--batch", "1,1024",
+           "--runs", "20000", "--warmup", "0", "--img-size", str(IMG), "--json", str(report)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"bench ended before its first row: {proc.stderr.read()}"
+            lines.append(line.rstrip("\n"))
+            if line.split() and line.split()[0] == "1":
+                break
+        row = lines[-1]
+        assert not report.exists()  # written only at the end
+        proc.send_signal(signum)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    out = lines + rest.splitlines()
+    assert row in out and not any(ln.split()[:1] == ["1024"] for ln in out)
+    assert "interrupted: batch sizes finished: 1 (of 1, 1024)" in out
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True and data["batches_asked"] == [1, 1024]
+    (r,) = data["results"]
+    assert r["batch"] == 1 and r["runs"] == 20000
+    assert f"{r['median_ms']:>10.2f}" in row and f"{r['images_per_s']:>9.1f}" in row
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -823,8 +823,9 @@ def test_interrupted_write_leaves_nothing_a_later_run_keeps(sig, arts, tmp_path)
 
 
 def test_sigterm_during_a_command_leaves_nothing(arts, tmp_path):
-    """SIGTERM while a command works (a bench of minutes, its --json planned): it stops with
-    one line and exit 130, leaving no report and no temporary file."""
+    """SIGTERM while a command works (a bench of minutes, its --json planned, stopped inside its
+    only batch size, so nothing finished: bench's interrupted report needs a finished one): it
+    stops with one line and exit 130, leaving no report and no temporary file."""
     m = put(arts.onnx, tmp_path)
     before = snapshot(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(ROOT))

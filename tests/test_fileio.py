@@ -89,3 +89,66 @@ def test_temp_files_of_dead_processes_are_cleaned(tmp_path):
     assert live.name.startswith(f".o.bin.vnexport-{os.getpid()}-")
     assert clean_stale_temps(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+# --------------------------------------------------------------------------------------------
+# the Python API keeps the contract: an existing file only with an explicit overwrite
+
+
+def test_library_writers_never_replace_without_overwrite(tmp_path):
+    """export_onnx, save_onnx, save_deploy, write_training_checkpoint and write_json_atomic
+    called as a library (no OutputPlan): an existing file is refused, left byte for byte as it
+    was, with no temporary file beside it; overwrite=True replaces it."""
+    from artifacts import CONFIG
+    from vnexport.checkpoint import load_checkpoint
+    from vnexport.fileio import write_json_atomic
+    from vnexport.fuse import deploy_model, provenance, save_deploy
+    from vnexport.onnx_export import export_onnx
+    from vnexport.onnx_file import load_onnx, save_onnx
+    from vnexport.synthetic import write_training_checkpoint
+
+    ckpt_path = write_training_checkpoint(tmp_path / "ck.pth", CONFIG, seed=0)
+    ckpt = load_checkpoint(ckpt_path, strides=CONFIG.strides)
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(ckpt, onnx_path, img_size=32)
+    proto = load_onnx(onnx_path)
+    writers = {
+        ckpt_path: lambda **k: write_training_checkpoint(ckpt_path, CONFIG, seed=1, **k),
+        onnx_path: lambda **k: export_onnx(ckpt, onnx_path, img_size=64, **k),
+        tmp_path / "s.onnx": lambda **k: save_onnx(proto, tmp_path / "s.onnx", **k),
+        tmp_path / "d.pth": lambda **k: save_deploy(tmp_path / "d.pth", deploy_model(ckpt),
+                                                   provenance(ckpt, None), **k),
+        tmp_path / "r.json": lambda **k: write_json_atomic(tmp_path / "r.json", {"a": 1}, **k),
+    }
+    for path, write in writers.items():
+        if not path.exists():
+            path.write_bytes(b"earlier file")
+        before = path.read_bytes()
+        with pytest.raises(VnexportError, match="exists|not replaced"):
+            write()
+        assert path.read_bytes() == before, path
+        assert not list(tmp_path.glob(".*.tmp"))
+        write(overwrite=True)
+        assert path.read_bytes() != before, path
+
+
+def test_onnx_stage_run_refuses_an_existing_output_without_force(tmp_path):
+    from artifacts import make_small_run
+    from vnexport.stages import onnx as stage
+    from vnexport.stages.common import Log, Source
+
+    run = make_small_run(tmp_path)
+    out = tmp_path / "again.onnx"
+    out.write_bytes(b"earlier file")
+    opts = stage.OnnxOptions(run.training, output=out, source=Source(strides="2,2,1"),
+                             export=stage.Export(img_size=32))
+    quiet = Log(echo=lambda s: None, note=lambda s: None)
+    with pytest.raises(VnexportError, match="output exists; pass --force"):
+        stage.run(opts, quiet)
+    assert out.read_bytes() == b"earlier file"
+    import dataclasses
+
+    assert stage.run(dataclasses.replace(opts, force=True), quiet).exit_code == 0
+    assert out.read_bytes()[:2] != b"ea"
+    with pytest.raises(VnexportError, match="output exists"):  # the plan was not left behind
+        stage.run(opts, quiet)

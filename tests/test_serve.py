@@ -342,19 +342,26 @@ def test_stop_by_pid_leaves_nothing(models, tmp_path):
 # the command
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_serve_command_stops_on_a_signal(models, tmp_path, sig):
-    """``vnexport serve model.onnx``: ready report, an answer; SIGTERM or SIGINT (Ctrl-C) ->
-    exit 0, the server and its stubs gone."""
+@pytest.mark.parametrize("sig, to_file", [(signal.SIGTERM, False), (signal.SIGINT, True)])
+def test_serve_command_stops_on_a_signal(models, tmp_path, sig, to_file):
+    """``vnexport serve model.onnx``: ready report (``--json -``: one JSON line on stdout;
+    ``--json FILE``: the text on stdout, the JSON in FILE once ready), an answer; SIGTERM or
+    SIGINT (Ctrl-C) -> exit 0, the server and its stubs gone."""
     http, grpc, metrics = free_ports()
-    cmd = [sys.executable, "-m", "vnexport", "serve", str(models["small"][0]), "--json",
+    json_arg = str(tmp_path / "ready.json") if to_file else "-"
+    cmd = [sys.executable, "-m", "vnexport", "serve", str(models["small"][0]), "--json", json_arg,
            "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         line = proc.stdout.readline()
         assert line, proc.stderr.read()
-        report = json.loads(line)
+        if to_file:
+            assert line.startswith("tritonserver (pid ") and "ready" in line, line
+            report = json.loads((tmp_path / "ready.json").read_text())
+            assert f"(pid {report['pid']})" in line
+        else:
+            report = json.loads(line)
         assert {m["name"] for m in report["models"]} == {"model", "model_preprocess",
                                                          "model_ensemble"}
         stubs = psutil.Process(report["pid"]).children(recursive=True)

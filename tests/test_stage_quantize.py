@@ -44,3 +44,20 @@ def test_quantize_stage_refuses_fp32_and_an_fp16_input(small, tmp_path, lines):
     with pytest.raises(VnexportError, match="already has reduced precision|not float32"):
         quantize.run(quantize.QuantizeOptions(f16, "int8", tmp_path / "q.onnx"), lines[1])
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_fewer_calibration_images_than_calib_n_is_said(small, tmp_path, lines):
+    """--calib-n 256 with a folder of 3 images calibrates on the 3 and says so."""
+    from PIL import Image
+
+    out, log = lines
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 36), (60 * i, 90, 200)).save(folder / f"{i}.png")
+    conv = quantize.Conversion(calib_images=folder, calib_n=256)
+    r = quantize.run(quantize.QuantizeOptions(small.onnx, "int8", tmp_path / "q.onnx",
+                                              conversion=conv, img_size=IMG, n=2), log)
+    assert r.exit_code == 0
+    said = [line for line in out if "calibrating on all 3 images" in line]
+    assert len(said) == 1 and "--calib-n 256" in said[0] and str(folder) in said[0]

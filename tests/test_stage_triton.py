@@ -239,3 +239,96 @@ def test_a_bad_artifact_among_good_ones_writes_nothing(files, tmp_path):
     with pytest.raises(VnexportError, match="share the folder"):
         run(files["onnx"], files["onnx"], output=repo)
     assert list(repo.iterdir()) == []
+
+
+def _accelerator(cfg):
+    (a,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    return a.name, dict(a.parameters)
+
+
+def _nodes(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+@pytest.mark.parametrize("precision, mode", [("fp32", "FP32"), ("fp16", "FP16"),
+                                             ("int8", "INT8")])
+def test_tensorrt_accelerator_config(files, tmp_path, precision, mode):
+    """--accelerator tensorrt: onnxruntime_onnx on KIND_GPU with ONNX Runtime's TensorRT
+    provider for the file's precision (read here from the graph itself: Q/DQ nodes for int8,
+    float16 initializers for fp16), engine cache on, a workspace limit and one profile
+    1..max_batch on the file's own input (read with the onnx library)."""
+    path = tmp_path / f"{precision}.onnx"
+    export_onnx(load_checkpoint(files["training"], strides=(2, 2, 1)), path, img_size=IMG,
+                dynamic_batch=True, max_batch=8, precision=precision)
+    proto = onnx.load(str(path))
+    if precision == "int8":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= _nodes(path)
+    elif precision == "fp16":
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    else:
+        assert not _nodes(path) & {"QuantizeLinear", "DequantizeLinear"}
+        assert all(t.data_type == onnx.TensorProto.FLOAT for t in proto.graph.initializer)
+    inp = proto.graph.input[0]
+    c, h, w = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
+    repo = tmp_path / "repo"
+    r = run(path, output=repo, accelerator="tensorrt", workspace=0.5, preferred_batch="4")
+    cfg = parse(repo / precision / "config.pbtxt")
+    assert (cfg.platform, cfg.max_batch_size) == ("onnxruntime_onnx", 8)
+    out = proto.graph.output[0]
+    (i,), (o,) = cfg.input, cfg.output
+    assert (i.name, list(i.dims)) == (inp.name, [c, h, w])
+    assert (o.name, list(o.dims)) == (out.name, [out.type.tensor_type.shape.dim[1].dim_value])
+    np_in = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name
+    assert dtype(i) == {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}[np_in]
+    assert [g.kind for g in cfg.instance_group] == [KIND_GPU]
+    name, params = _accelerator(cfg)
+    shape = f"{c}x{h}x{w}"
+    assert name == "tensorrt" and params == {
+        "precision_mode": mode, "max_workspace_size_bytes": str(1 << 29),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": f"/tmp/vnexport-trt-cache/{precision}",
+        "trt_profile_min_shapes": f"{inp.name}:1x{shape}",
+        "trt_profile_opt_shapes": f"{inp.name}:4x{shape}",
+        "trt_profile_max_shapes": f"{inp.name}:8x{shape}"}
+    assert "int8_calibration_table_name" not in params  # Q/DQ scales are in the graph
+    (m,) = r.to_dict()["models"]
+    assert (m["accelerator"], m["precision_mode"]) == ("tensorrt", mode)
+    assert f"onnxruntime_onnx + tensorrt ({mode}" in r.lines()[0]
+
+
+def test_tensorrt_accelerator_static_file_and_cache_path(files, tmp_path):
+    repo = tmp_path / "repo"
+    run(files["static"], output=repo, accelerator="tensorrt", engine_cache="/var/cache/trt")
+    cfg = parse(repo / "static" / "config.pbtxt")
+    name, params = _accelerator(cfg)
+    assert cfg.max_batch_size == 0 and params["trt_engine_cache_path"] == "/var/cache/trt"
+    assert params["max_workspace_size_bytes"] == str(1 << 30)
+    assert not any(k.startswith("trt_profile") for k in params)  # a static input: no profile
+
+
+@pytest.mark.parametrize("artifact, options, message", [
+    ("engine", {"accelerator": "tensorrt"}, "not an engine"),
+    ("onnx", {"accelerator": "tensorrt", "kind": "cpu"}, "--kind cpu"),
+    ("onnx", {"accelerator": "tensorrt", "backend": "python"}, "--backend python"),
+    ("onnx", {"workspace": 2.0}, "give it too"),
+    ("onnx", {"accelerator": "tensorrt", "workspace": 0.0}, "--workspace"),
+])
+def test_tensorrt_accelerator_refusals(files, tmp_path, artifact, options, message):
+    with pytest.raises(VnexportError, match=message):
+        run(files[artifact], output=tmp_path / "repo", **options)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_check_config_catches_a_wrong_accelerator(files):
+    facts = T.read_facts(files["onnx"])
+    opts = T.ServingOptions(name="m", accelerator="tensorrt")
+    good = T.model_config(facts, opts)
+    T.check_config(good, facts, opts)
+    for old, new in [('"FP32"', '"FP16"'), ('"trt_engine_cache_enable" value: "1"',
+                                           '"trt_engine_cache_enable" value: "0"'),
+                     ("KIND_GPU", "KIND_CPU"), ('name: "tensorrt"', 'name: "cuda"')]:
+        assert old in good
+        with pytest.raises(VnexportError, match="disagrees"):
+            T.check_config(good.replace(old, new, 1), facts, opts)
+    with pytest.raises(VnexportError, match="unasked"):
+        T.check_config(good, facts, T.ServingOptions(name="m", kind="gpu"))

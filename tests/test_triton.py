@@ -102,6 +102,25 @@ def test_cli_writes_and_reports(files, tmp_path):
         "onnxruntime_onnx"
 
 
+def test_cli_accelerator_and_model_version(files, tmp_path):
+    """--accelerator tensorrt with --workspace/--engine-cache; --model-version names the
+    version folder (--version still works, as a deprecated alias)."""
+    repo = tmp_path / "repo"
+    r = cli("triton", files["onnx"], "-o", repo, "--accelerator", "tensorrt", "--workspace",
+            "2", "--engine-cache", "/data/cache", "--model-version", "3")
+    assert r.exit_code == 0, r.output
+    cfg = parse(repo / "model" / "config.pbtxt")
+    (a,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert a.parameters["max_workspace_size_bytes"] == str(2 << 30)
+    assert a.parameters["trt_engine_cache_path"] == "/data/cache"
+    assert list(cfg.version_policy.specific.versions) == [3] and (repo / "model" / "3").is_dir()
+    r = cli("triton", files["onnx"], "-o", tmp_path / "r2", "--version", "2")
+    assert r.exit_code == 0 and (tmp_path / "r2" / "model" / "2" / "model.onnx").is_file()
+    assert_one_line_error(cli("triton", files["engine"], "-o", tmp_path / "r3",
+                              "--accelerator", "tensorrt"), 2, "small.engine", "not an engine")
+    assert not (tmp_path / "r3").exists()
+
+
 def test_cli_one_line_errors_and_nothing_written(files, tmp_path):
     repo = tmp_path / "repo"
     bad_labels = tmp_path / "labels.txt"
@@ -170,3 +189,20 @@ def test_serve_option_refusals(files, tmp_path):
     assert_one_line_error(cli("serve", tmp_path / "missing"), 2, "missing", "no such file")
     assert_one_line_error(cli("serve", files["engine"]), 3, "small.engine",
                           "TensorRT backend")
+
+
+def test_container_table_semantics():
+    """trt/compat.py: an exact plan needs its own TensorRT (compared on the parts the matrix
+    names); a version-compatible one also loads on later ones of the same major version."""
+    from vnexport.trt import compat
+
+    assert compat.carries("10.3.0", "10.3.0.26", False)
+    assert not compat.carries("10.4.0", "10.3.0.26", False)
+    assert compat.carries("10.4.0", "10.3.0.26", True)
+    assert not compat.carries("10.0.1", "10.3.0.26", True)  # older: never
+    assert not compat.carries("11.0.0", "10.3.0.26", True)  # another major version
+    assert compat.containers_for("10.4.0.1") == ["24.09", "24.10"]
+    assert compat.containers_for(None) == [] and compat.containers_for("10.99") == []
+    facts = compat.serving_facts({"tensorrt_version": "10.13.3.9", "version_compatible": False})
+    assert facts["triton_releases"] == ["25.11", "25.12"] and facts["tritonserver_flag"] is None
+    assert facts["containers"][0] == "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"

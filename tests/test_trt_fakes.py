@@ -15,6 +15,7 @@ import ast
 import importlib
 import inspect
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,6 +110,48 @@ def test_defaults_leave_tensorrt_its_own(fake, files, tmp_path):
     assert cfg["hardware_compatibility_level"] is None and cfg["load_timing_cache"] is None
     assert only("Profile.add")[1]["max"] == (1, 3, IMG, IMG)
     assert only("EngineBytesFromNetwork")[1]["save_timing_cache"] is None
+
+
+def test_version_compatible_engine_recorded_and_named_for_triton(fake, files, tmp_path):
+    """--version-compatible / --exclude-lean-runtime reach Polygraphy's CreateConfig
+    (version_compatible, exclude_lean_runtime), TensorRT's config flags are read back into the
+    provenance, and info/triton name what serves the engine: its TensorRT (10.12.0.36, the
+    fake's) or later, the table's containers that carry one (only 10.13.x here: 25.11, 25.12)
+    and the tritonserver flag. Without the options: neither flag, exact version, no flag."""
+    from vnexport.stages import info
+    from vnexport.stages import triton as triton_stage
+    from vnexport.stages.common import Log
+
+    options = vt.BuildOptions(min_batch=1, opt_batch=2, max_batch=4, builder="tensorrt",
+                              version_compatible=True, exclude_lean_runtime=True)
+    src = shutil.copy(files["dynamic"], tmp_path / "d.onnx")  # triton reads it beside the engine
+    res = vt.build_engine(src, tmp_path / "vc.engine", options)
+    _, cfg = only("CreateConfig")
+    assert cfg["version_compatible"] is True and cfg["exclude_lean_runtime"] is True
+    meta = json.loads((tmp_path / "vc.engine.json").read_text())
+    assert meta["version_compatible"] is True and meta["exclude_lean_runtime"] is True
+    assert meta["builder_config"]["version_compatible"] is True
+    assert "or a later one (version-compatible)" in meta["targets"]
+    text = info.run_engine(tmp_path / "vc.engine").lines()
+    assert "needs       TensorRT 10.12.0.36 or a later TensorRT 10.x (version-compatible)" in text
+    assert any(ln.startswith("triton      containers 25.11, 25.12 ") for ln in text), text
+    assert any("--backend-config=tensorrt,version-compatible=true" in ln for ln in text)
+    notes: list[str] = []
+    r = triton_stage.run(triton_stage.TritonOptions((tmp_path / "vc.engine",),
+                                                    tmp_path / "repo"),
+                         Log(echo=lambda s: None, note=notes.append))
+    serving = r.to_dict()["models"][0]["serving"]
+    assert serving["triton_releases"] == ["25.11", "25.12"] and serving["version_compatible"]
+    assert any("version-compatible=true" in n for n in notes)
+    shutil.copy(files["static"], tmp_path / "s2.onnx")
+    vt.build_engine(tmp_path / "s2.onnx", tmp_path / "plain.engine", vt.BuildOptions())
+    plain = json.loads((tmp_path / "plain.engine.json").read_text())
+    assert plain["version_compatible"] is False and plain["exclude_lean_runtime"] is False
+    text = info.run_engine(tmp_path / "plain.engine").lines()
+    assert "needs       TensorRT 10.12.0.36 exactly (not version-compatible)" in text
+    assert not any("version-compatible=true" in ln for ln in text)
+    assert any("no container in vnexport's table carries it" in ln for ln in text)
+    assert res.provenance == meta
 
 
 def test_timing_cache_loaded_on_the_second_build(fake, files, tmp_path):
@@ -230,7 +273,8 @@ def test_every_polygraphy_call_binds_the_installed_signature(monkeypatch, model,
     monkeypatch.setattr(vt.runtime, "gpu_info", lambda ordinal=0: dict(FAKE_GPU))
     options = vt.BuildOptions(min_batch=1, opt_batch=2, max_batch=4, workspace_gib=1,
                               builder_opt_level=1, hardware_compat="same-cc",
-                              timing_cache=tmp_path / "t.cache")
+                              timing_cache=tmp_path / "t.cache", version_compatible=True,
+                              exclude_lean_runtime=True)
     x = random_inputs(model.cfg, 3, IMG, seed=5)
     ref = run_torch(model, x)  # the training form: the engine is judged against it
     for _ in range(2):  # the second build loads the timing cache

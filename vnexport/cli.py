@@ -263,6 +263,18 @@ Fp16IoOpt = Annotated[bool, typer.Option("--fp16-io", help="FP16: make the input
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="INT8: JSON calibration cache. "
     "Ranges are stored under sha256(fp32 model, calibration inputs, method); a rebuild with the "
     "same ones skips calibration.")]
+EvalImagesOpt = Annotated[Optional[Path], typer.Option("--eval-images", help="INT8: labelled "
+    "images (one subfolder per class, class index = position in the sorted folder names) on "
+    "which the int8 file's top-1 is measured against the fp32 reference's; with --max-drop, the "
+    "budget it must keep to.")]
+MaxDropOpt = Annotated[Optional[float], typer.Option("--max-drop", min=0.0, max=100.0,
+    help="INT8 (with --eval-images): the most top-1 points the int8 file may lose. Tried in "
+    "turn: plain int8, cross-layer equalized int8, then the most sensitive Convs kept float (at "
+    "least half stay int8). Missed: exit 1, nothing written, the best top-1 reached is "
+    "printed.")]
+EqualizeOpt = Annotated[Optional[bool], typer.Option("--equalize/--no-equalize", help="INT8: "
+    "cross-layer range equalization before quantizing (fp32 outputs checked unchanged). "
+    "Default: only when plain int8 misses --max-drop.")]
 Int8StemOpt = Annotated[bool, typer.Option("--int8-stem", help="INT8: quantize the stem conv too "
     "(default: it stays float; its fan-in of 48 makes it the layer most hurt by int8, for ~1.5% "
     "of the multiply-adds).")]
@@ -294,8 +306,11 @@ class Device(str, Enum):
 # ------------------------------------------------------------------------------------------
 # options of one command each
 
-InfoCkptArg = Annotated[Path, typer.Argument(help="A training or deploy checkpoint (.pth, "
-    ".safetensors), an ONNX file (.onnx), or a TensorRT engine (.engine, .plan, .trt).")]
+InfoCkptArg = Annotated[Path, typer.Argument(metavar="FILE", help="Any file vnexport reads or "
+    "writes: a training or deploy checkpoint (.pth, .safetensors), an ONNX file (.onnx), a "
+    "TensorRT engine (.engine, .plan, .trt), a JSON file it wrote (a --json report, an engine's "
+    "provenance, a calibration cache), a Triton model repository, model folder or "
+    "config.pbtxt.")]
 InfoAsJsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 FuseCkptArg = Annotated[Path, typer.Argument(help="Training checkpoint (.pth, .safetensors).")]
 FuseOutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o",
@@ -376,6 +391,14 @@ TrtHardwareCompatOpt = Annotated[HardwareCompat, typer.Option("--hardware-compat
     help="Datacenter TensorRT. none: this GPU's architecture only; ampere+: one engine for A100 "
     "and newer (built on Ampere or newer; may be slower); same-cc: GPUs of this compute "
     "capability.")]
+TrtVersionCompatibleOpt = Annotated[bool, typer.Option("--version-compatible",
+    help="Datacenter TensorRT: a version-compatible engine (BuilderFlag.VERSION_COMPATIBLE), "
+    "which later TensorRT versions of the same major version load too; Triton loads it with "
+    "tritonserver --backend-config=tensorrt,version-compatible=true. Recorded in the "
+    "provenance.")]
+TrtExcludeLeanRuntimeOpt = Annotated[bool, typer.Option("--exclude-lean-runtime",
+    help="With --version-compatible: leave TensorRT's lean runtime out of the plan "
+    "(BuilderFlag.EXCLUDE_LEAN_RUNTIME; smaller; the loading side supplies it).")]
 TrtBuilderOptLevelOpt = Annotated[Optional[int], typer.Option("--builder-opt-level", min=0, max=5,
     help="Builder optimization level 0..5 (TensorRT default 3; higher builds longer, may run "
     "faster).")]
@@ -482,7 +505,7 @@ def log(json_out: Optional[str] = None):
     from .stages.common import Log
 
     return Log(echo=note if json_out == "-" else echo, note=note,
-               progress=note if sys.stderr.isatty() else _quiet)
+               progress=note if sys.stderr.isatty() else _quiet, status=note)
 
 
 OUTPUT_NAMES = ("output", "keep_onnx", "workdir", "json_out")
@@ -550,8 +573,10 @@ def info(
     """What is this file? A checkpoint: form, variant, config, weights used, epoch, act_learn,
     size, cost. An ONNX file: input shape, precision, opset, op inventory, vnexport metadata.
     A TensorRT engine (.engine, .plan, .trt): its provenance, TensorRT-RTX's header check, and
-    its own tensors and profile (those need its runtime and a CUDA GPU: without them the facts
-    are printed, then exit 3)."""
+    its own tensors and profile (those need its runtime and a CUDA GPU: without them the
+    output says they were not read). A report, provenance or calibration-cache JSON: its kind
+    and main facts. A Triton repository or model folder: each config parsed and summarized.
+    Anything else: one line, exit 2."""
     from .stages import info as stage
 
     v = locals()
@@ -564,8 +589,6 @@ def info(
         lines.flush_notes()
     else:
         finish(result, None, lines)
-    if engine and result.missing is not None:
-        raise result.missing
 
 
 @app.command()
@@ -624,6 +647,9 @@ def onnx_command(
     fp16_io: Fp16IoOpt = False,
     cache: CacheOpt = None,
     int8_stem: Int8StemOpt = False,
+    eval_images: EvalImagesOpt = None,
+    max_drop: MaxDropOpt = None,
+    equalize: EqualizeOpt = None,
     key: KeyOpt = Key.auto,
     model: ModelOpt = None,
     strides: StridesOpt = None,
@@ -675,6 +701,9 @@ def quantize(
     fp16_io: Fp16IoOpt = False,
     cache: CacheOpt = None,
     int8_stem: Int8StemOpt = False,
+    eval_images: EvalImagesOpt = None,
+    max_drop: MaxDropOpt = None,
+    equalize: EqualizeOpt = None,
     reference: QuantizeReferenceOpt = None,
     key: KeyOpt = Key.auto,
     model: ModelOpt = None,
@@ -727,6 +756,8 @@ def trt(
     workspace: TrtWorkspaceOpt = None,
     timing_cache: TrtTimingCacheOpt = None,
     hardware_compat: TrtHardwareCompatOpt = HardwareCompat.none,
+    version_compatible: TrtVersionCompatibleOpt = False,
+    exclude_lean_runtime: TrtExcludeLeanRuntimeOpt = False,
     builder_opt_level: TrtBuilderOptLevelOpt = None,
     reference: TrtReferenceOpt = None,
     key: KeyOpt = Key.auto,
@@ -758,10 +789,8 @@ def trt(
     training form when a checkpoint is at hand (the source, or --reference), else against ONNX
     Runtime on the same file. Tolerances by precision: fp32 max rel err 1e-4 and 100% top-1
     (TF32 off); fp16 cosine >= 0.9999 and top-1 >= 99%; int8 top-1 >= 98%. A failed check
-    exits 1 and writes nothing. No CUDA GPU to run the engine on: add --no-verify.
-
-    Order of checks: options and input files first (exit 2, also without TensorRT), then the
-    runtime (the builder, and a GPU unless --no-verify: exit 3 with one line), then the build.
+    exits 1 and writes nothing. No CUDA GPU to run the engine on: add --no-verify. Checks:
+    options and inputs (exit 2), the runtime (builder; GPU unless --no-verify: 3), the build.
     """
     from .stages import trt as stage
     from .trt import BuildOptions, parse_compute_capabilities
@@ -912,6 +941,10 @@ class TritonBackend(str, Enum):
     python = "python"
 
 
+class Accelerator(str, Enum):
+    tensorrt = "tensorrt"
+
+
 class InstanceKind(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -924,7 +957,9 @@ TritonOutputOpt = Annotated[Path, typer.Option("--output", "-o", help="The model
     "folder (created if missing; one model folder per artifact).")]
 TritonNameOpt = Annotated[Optional[str], typer.Option("--name", help="Model name (one artifact "
     "only). Default: the file name before its first dot.")]
-TritonVersionOpt = Annotated[int, typer.Option("--version", help="Model version folder.")]
+TritonVersionOpt = Annotated[int, typer.Option("--model-version", "--version", help="The "
+    "model's version folder (--version: the old name, kept as a deprecated alias; vnexport "
+    "--version prints the tool's version).")]
 TritonBackendOpt = Annotated[TritonBackend, typer.Option("--backend", help="platform: "
     "tensorrt_plan / onnxruntime_onnx as the file is; python: a model.py running the ONNX file on "
     "onnxruntime (servers without the onnxruntime backend, such as vnexport serve's).")]
@@ -945,14 +980,25 @@ TritonPreprocessOpt = Annotated[bool, typer.Option("--preprocess", help="Add a P
     "preprocessing model and <name>_ensemble: image bytes in, logits (labels) out.")]
 TritonForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Replace existing model "
     "folders.")]
+TritonAcceleratorOpt = Annotated[Optional[Accelerator], typer.Option("--accelerator",
+    help="tensorrt: serve an ONNX file on a GPU in the onnxruntime backend with ONNX Runtime's "
+    "TensorRT provider (TensorRT builds the engine on the serving GPU at load, for the file's "
+    "precision, and caches it): no separate engine build.")]
+TritonWorkspaceOpt = Annotated[Optional[float], typer.Option("--workspace", help="With "
+    "--accelerator: the provider's workspace limit in GiB (max_workspace_size_bytes). "
+    "Default 1.")]
+TritonEngineCacheOpt = Annotated[Optional[str], typer.Option("--engine-cache", help="With "
+    "--accelerator: the engine cache folder on the serving machine (trt_engine_cache_path). "
+    "Default /tmp/vnexport-trt-cache/<name>.")]
 ServeTargetArg = Annotated[Path, typer.Argument(help="A model repository folder, or one ONNX file "
     "(served from a temporary Python-backend repository).")]
 ServeHostOpt = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 ServeHttpOpt = Annotated[int, typer.Option("--http-port")]
 ServeGrpcOpt = Annotated[int, typer.Option("--grpc-port")]
 ServeMetricsOpt = Annotated[int, typer.Option("--metrics-port")]
-ServeJsonOpt = Annotated[bool, typer.Option("--json", help="Print the ready report as one JSON "
-    "line instead of text.")]
+ServeJsonOpt = Annotated[Optional[str], typer.Option("--json", metavar="FILE|-",
+    help="The ready report as JSON: to FILE (written once the server is ready; the text still "
+    "printed), or - for one JSON line on stdout instead of the text.")]
 
 
 @app.command()
@@ -971,6 +1017,9 @@ def triton(
     labels: TritonLabelsOpt = None,
     preprocess: TritonPreprocessOpt = False,
     force: TritonForceOpt = False,
+    accelerator: TritonAcceleratorOpt = None,
+    workspace: TritonWorkspaceOpt = None,
+    engine_cache: TritonEngineCacheOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Write a Triton model repository: config.pbtxt (checked against the artifact), model
@@ -990,13 +1039,17 @@ def serve(
     http_port: ServeHttpOpt = 8000,
     grpc_port: ServeGrpcOpt = 8001,
     metrics_port: ServeMetricsOpt = 8002,
-    as_json: ServeJsonOpt = False,
+    json_out: ServeJsonOpt = None,
 ) -> None:
     """Run Triton here (the nvidia-pytriton wheel's server, CPU) until Ctrl-C or SIGTERM."""
     from .stages import serve as stage
 
+    plan_json(locals())
+
     def ready(result) -> None:
-        for line in [json.dumps(result.to_dict())] if as_json else result.ready_lines():
+        if json_out not in (None, "-"):
+            write_json(json_out, result.to_dict())
+        for line in [json.dumps(result.to_dict())] if json_out == "-" else result.ready_lines():
             echo(line)
 
     lines = log()

@@ -209,16 +209,26 @@ def _publish(tmp: Path, path: Path, replace: bool) -> None:
     tmp.unlink()
 
 
+def check_new_output(path: PathLike, overwrite: bool = False) -> None:
+    """A library writer's check before its work: an existing file is replaced only as an
+    ``OutputPlan`` planned it (--force) or with ``overwrite``."""
+    path = Path(path)
+    if os.path.lexists(path) and not (overwrite or _PLANNED.get(path.resolve(), False)):
+        raise VnexportError("output exists; pass overwrite=True to replace it", path)
+
+
 @contextlib.contextmanager
 def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it is published as
     ``path``, on any error (or interrupt) it is removed.
 
     ``replace``: may an existing file be replaced. Default: as planned by ``OutputPlan.add``
-    (its force / update), and True for a path no plan declared (library use)."""
+    (its force / update); a path no plan declared (library use) is never replaced: the
+    library's writers take ``overwrite=True`` for that. Outside a command (library use) the
+    plan's entry is spent by the write."""
     path = Path(path)
     if replace is None:
-        replace = _PLANNED.get(path.resolve(), True)
+        replace = _PLANNED.get(path.resolve(), False)
     tmp = _create_temp(path)
     try:
         yield tmp
@@ -229,16 +239,20 @@ def atomic_output(path: PathLike, replace: bool | None = None) -> Iterator[Path]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if not _COMMAND:
+            _PLANNED.pop(path.resolve(), None)
 
 
-def write_text(path: PathLike | None, text: str) -> None:
-    """Write ``text`` to a planned output atomically (nothing for None)."""
+def write_text(path: PathLike | None, text: str, overwrite: bool = False) -> None:
+    """Write ``text`` to a planned output atomically (nothing for None); an existing file
+    only as planned (--force) or with ``overwrite``."""
     if path is None:
         return
-    with atomic_output(path) as tmp:
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
         tmp.write_text(text if text.endswith("\n") else text + "\n")
 
 
-def write_json_atomic(path: PathLike | None, data: Any) -> None:
+def write_json_atomic(path: PathLike | None, data: Any, overwrite: bool = False) -> None:
     """``data`` as indented JSON (anything else as its str), written as ``write_text`` does."""
-    write_text(path, json.dumps(data, indent=2, default=str))
+    write_text(path, json.dumps(data, indent=2, default=str), overwrite)

@@ -79,8 +79,10 @@ def provenance(ckpt: Checkpoint, comparison: Comparison | None, **extra) -> dict
     return meta
 
 
-def save_deploy(path: Path, model: VanillaNet, meta: dict) -> None:
-    with atomic_output(path) as tmp:
+def save_deploy(path: Path, model: VanillaNet, meta: dict, overwrite: bool = False) -> None:
+    """The deploy checkpoint; an existing file only as planned (--force) or with
+    ``overwrite``."""
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
         torch.save({"model": deploy_state_dict(model), "vnexport": meta}, tmp)
 
 

@@ -30,6 +30,7 @@ from . import __version__, ort
 from .adapool import exportable_adaptive_pools, pool_plan
 from .checkpoint import Checkpoint
 from .errors import VnexportError
+from .fileio import check_new_output
 from .fuse import deploy_model, provenance
 from .model import (IMAGENET_MEAN, IMAGENET_STD, VanillaNet, VanillaNetConfig, check_img_size,
                     variant_name)
@@ -261,7 +262,8 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
                 batch: int = 1, dynamic_batch: bool = False, max_batch: int | None = None,
                 simplify: bool = True, allow_inexact: bool = False,
                 extra_metadata: dict | None = None, precision: str = "fp32",
-                calib_x: np.ndarray | None = None, **precision_options) -> onnx.ModelProto:
+                calib_x: np.ndarray | None = None, overwrite: bool = False,
+                **precision_options) -> onnx.ModelProto:
     """Fuse (a training checkpoint) or take (a deploy checkpoint), export, write ONE file
     atomically, return the model written. No verification here: see :func:`verify_onnx`, and
     :func:`set_metadata` + :func:`save_onnx` to add its figures.
@@ -269,7 +271,11 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
     ``precision`` fp16/int8 converts the graph with :func:`vnexport.precision.apply_precision`
     (``precision_options`` go to it), calibrated on ``calib_x``; without ``calib_x`` on seeded
     random inputs, which the report warns is fit for speed measurements only.
+
+    An existing ``path`` is refused (VnexportError) unless ``overwrite=True``, checked before
+    any work.
     """
+    check_new_output(path, overwrite)
     check_options(ckpt.cfg, opset=opset, img_size=img_size, batch=batch,
                   dynamic_batch=dynamic_batch, max_batch=max_batch)
     model = deploy_model(ckpt, allow_inexact)
@@ -285,7 +291,7 @@ def export_onnx(ckpt: Checkpoint, path: Path, *, opset: int = DEFAULT_OPSET, img
                                          else 8, img_size)
         proto, _ = apply_precision(proto, precision, calib_x=calib_x,
                                    calib_is_random=random_calib, **precision_options)
-    save_onnx(proto, path)
+    save_onnx(proto, path, overwrite=overwrite)
     return proto
 
 

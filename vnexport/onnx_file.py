@@ -58,11 +58,12 @@ def serialize(model: onnx.ModelProto) -> bytes:
     return data
 
 
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` as one self-contained file (weights inside), atomically."""
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``model`` as one self-contained file (weights inside), atomically; an existing
+    file only as planned (--force) or with ``overwrite``."""
     path = Path(path)
     data = serialize(model)
-    with atomic_output(path) as tmp:
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
         tmp.write_bytes(data)
     return path
 

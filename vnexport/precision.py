@@ -453,7 +453,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, entries: dict) -> None:
-    with atomic_output(path) as tmp:
+    with atomic_output(path, replace=True) as tmp:  # read and extended: an update
         tmp.write_text(json.dumps({"format": "vnexport-calibration-cache",
                                    "version": CALIB_CACHE_VERSION, "entries": entries}))
 
@@ -508,8 +508,10 @@ def calibrate(model_path: Path, reader: ArrayDataReader, cal_method, settings: I
 
 def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
             cache_path: str | Path | None = None, activation_type: str = "int8",
-            report: Int8Report | None = None, quantize_stem: bool = False) -> onnx.ModelProto:
-    """Explicit Q/DQ int8 graph calibrated on ``calib_x`` (see the module docstring).
+            report: Int8Report | None = None, quantize_stem: bool = False,
+            exclude: tuple[str, ...] | list[str] = ()) -> onnx.ModelProto:
+    """Explicit Q/DQ int8 graph calibrated on ``calib_x`` (see the module docstring). The
+    nodes named in ``exclude`` stay float as well (``budget`` chooses them).
 
     The stem conv (reading the image) stays float unless ``quantize_stem``: with a fan-in of
     only 4*4*3 = 48 its rounding errors do not average out, and on the digits test model
@@ -546,7 +548,7 @@ def to_int8(model: onnx.ModelProto, calib_x: np.ndarray, method: str = "minmax",
         try:
             quantize_static(  # the ranges come from ranges_file
                 src, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-                nodes_to_exclude=[] if quantize_stem else stem_nodes(model),
+                nodes_to_exclude=([] if quantize_stem else stem_nodes(model)) + list(exclude),
                 per_channel=True, reduce_range=False, activation_type=act_type,
                 weight_type=weight_type, calibrate_method=cal_method,
                 extra_options=settings.extra_options(), calibration_cache_path=ranges_file)

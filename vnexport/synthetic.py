@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .fileio import atomic_output
 from .model import VanillaNet, VanillaNetConfig, build, variant_name
 
 
@@ -76,10 +77,13 @@ def training_checkpoint(model: VanillaNet, epoch: int = 299, ema: VanillaNet | N
 
 
 def write_training_checkpoint(path: str | Path, cfg: VanillaNetConfig, seed: int = 0,
-                              epoch: int = 299, with_ema: bool = True, **kw) -> Path:
-    """A training-script checkpoint with ``model`` and (a different) ``model_ema``."""
+                              epoch: int = 299, with_ema: bool = True, overwrite: bool = False,
+                              **kw) -> Path:
+    """A training-script checkpoint with ``model`` and (a different) ``model_ema``; an
+    existing file is replaced only with ``overwrite``."""
     path = Path(path)
     model = random_training_model(cfg, seed)
     ema = random_training_model(cfg, seed + 1) if with_ema else None
-    torch.save(training_checkpoint(model, epoch=epoch, ema=ema, **kw), path)
+    with atomic_output(path, replace=True if overwrite else None) as tmp:
+        torch.save(training_checkpoint(model, epoch=epoch, ema=ema, **kw), tmp)
     return path

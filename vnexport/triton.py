@@ -36,6 +36,15 @@ TRITON_TO_NUMPY = {v: k for k, v in NUMPY_TO_TRITON.items()}
 DEFAULT_MAX_BATCH = 16  # for a dynamic-batch ONNX file whose metadata names no maximum
 KINDS = ("auto", "cpu", "gpu")
 BACKENDS = ("platform", "python")
+ACCELERATORS = ("tensorrt",)
+# ONNX Runtime's TensorRT execution provider inside Triton's onnxruntime backend: the keys of
+# its gpu_execution_accelerator "tensorrt" (triton-inference-server/onnxruntime_backend README,
+# "ONNX Runtime with TensorRT optimization"). precision_mode takes FP32, FP16 or INT8; an int8
+# file here is Q/DQ, for which the README says to give no calibration table (session creation
+# fails with one): INT8 alone, the scales come from the Q/DQ nodes.
+TRT_PRECISION_MODE = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8"}
+DEFAULT_WORKSPACE_BYTES = 1 << 30  # the provider's default, stated so the config shows it
+DEFAULT_ENGINE_CACHE = "/tmp/vnexport-trt-cache"  # + /<model name>, on the serving machine
 CROP_PCT = 0.875  # as vnexport.images.DEFAULT_CROP_PCT
 IMAGE_INPUT = "IMAGE"
 PREPROCESSED = "preprocessed"
@@ -84,6 +93,12 @@ class ServingOptions:
     kind: str = "auto"
     labels: tuple[str, ...] | None = None
     preprocess: bool = False
+    accelerator: str | None = None  # "tensorrt": ONNX Runtime's TensorRT provider (ONNX only)
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES
+    engine_cache: str | None = None  # None: DEFAULT_ENGINE_CACHE/<name>
+
+    def cache_path(self) -> str:
+        return self.engine_cache or f"{DEFAULT_ENGINE_CACHE}/{self.name}"
 
 
 @dataclass
@@ -286,7 +301,7 @@ def _scheduling(max_batch: int, opts: ServingOptions, kind: str) -> str:
 
 
 def instance_kind(facts: ModelFacts, opts: ServingOptions) -> str:
-    if facts.kind == "engine":
+    if facts.kind == "engine" or opts.accelerator:
         return "KIND_GPU"
     return {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}[opts.kind]
 
@@ -309,7 +324,33 @@ def model_config(facts: ModelFacts, opts: ServingOptions) -> str:
     text += _scheduling(max_batch, opts, instance_kind(facts, opts))
     if opts.backend == "python":
         text += _parameters({"onnx_file": "model.onnx", "precision": facts.precision})
+    if opts.accelerator:
+        text += accelerator_block(facts, opts, max_batch)
     return text
+
+
+def accelerator_parameters(facts: ModelFacts, opts: ServingOptions,
+                           max_batch: int) -> dict[str, str]:
+    """The TensorRT provider's parameters: the file's precision, a workspace limit, the engine
+    cache (TensorRT builds on the serving GPU at the first load, later loads reuse it) and, for
+    a dynamic batch, one profile 1..max_batch (one engine, not one per new batch size)."""
+    params = {"precision_mode": TRT_PRECISION_MODE[facts.precision],
+              "max_workspace_size_bytes": str(opts.workspace_bytes),
+              "trt_engine_cache_enable": "1", "trt_engine_cache_path": opts.cache_path()}
+    if max_batch:
+        item = "x".join(str(int(d)) for d in facts.item_dims)
+        opt = (opts.preferred_batch or (max_batch,))[-1]
+        params.update({"trt_profile_min_shapes": f"{facts.input_name}:1x{item}",
+                       "trt_profile_opt_shapes": f"{facts.input_name}:{opt}x{item}",
+                       "trt_profile_max_shapes": f"{facts.input_name}:{max_batch}x{item}"})
+    return params
+
+
+def accelerator_block(facts: ModelFacts, opts: ServingOptions, max_batch: int) -> str:
+    params = "".join(f'      parameters {{ key: "{k}" value: {json.dumps(v)} }}\n'
+                     for k, v in accelerator_parameters(facts, opts, max_batch).items())
+    return ("optimization {\n  execution_accelerators {\n    gpu_execution_accelerator [\n"
+            f'      {{\n      name: "{opts.accelerator}"\n{params}      }}\n    ]\n  }}\n}}\n')
 
 
 def _parameters(values: dict[str, str]) -> str:
@@ -416,6 +457,8 @@ def check_config(text: str, facts: ModelFacts, opts: ServingOptions,
     if role == "classifier" and facts.kind == "engine" and cfg.platform != "tensorrt_plan" \
             and cfg.backend != "tensorrt":
         problems.append(f"platform {cfg.platform!r} cannot run a TensorRT engine")
+    if role == "classifier":
+        problems += _accelerator_problems(cfg, facts, opts, max_batch)
     if role == "ensemble":
         steps = [s.model_name for s in cfg.ensemble_scheduling.step]
         if steps != [preprocess_name(opts), opts.name]:
@@ -424,6 +467,24 @@ def check_config(text: str, facts: ModelFacts, opts: ServingOptions,
         raise VnexportError(f"config of model {name!r} disagrees with the artifact: "
                             + "; ".join(problems), facts.source)
     return cfg
+
+
+def _accelerator_problems(cfg, facts: ModelFacts, opts: ServingOptions,
+                          max_batch: int) -> list[str]:
+    accels = list(cfg.optimization.execution_accelerators.gpu_execution_accelerator)
+    if not opts.accelerator:
+        return [f"unasked GPU accelerators {[a.name for a in accels]}"] if accels else []
+    problems = []
+    if cfg.platform != "onnxruntime_onnx":
+        problems.append(f"platform {cfg.platform!r}: the TensorRT provider runs in the "
+                        "onnxruntime backend")
+    if [g.kind for g in cfg.instance_group] != [1]:  # ModelInstanceGroup.KIND_GPU
+        problems.append("the TensorRT provider needs a KIND_GPU instance group")
+    got = [(a.name, dict(a.parameters)) for a in accels]
+    want = [(opts.accelerator, accelerator_parameters(facts, opts, max_batch))]
+    if got != want:
+        problems.append(f"accelerators {got}, expected {want}")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,6 +504,7 @@ def check_options(facts: ModelFacts, opts: ServingOptions) -> None:
                             f"{', '.join(BACKENDS)}")
     if opts.max_queue_delay_us < 0:
         raise VnexportError(f"--max-queue-delay-us must be >= 0, got {opts.max_queue_delay_us}")
+    _check_accelerator(facts, opts)
     if facts.kind == "engine" and (opts.backend == "python" or opts.kind == "cpu"):
         raise VnexportError("a TensorRT engine runs on a GPU with the tensorrt_plan platform "
                             "(--backend python and --kind cpu take ONNX files)", facts.source)
@@ -450,6 +512,25 @@ def check_options(facts: ModelFacts, opts: ServingOptions) -> None:
     if opts.preprocess and (facts.mean is None or facts.std is None):
         raise VnexportError("--preprocess needs the mean/std that vnexport onnx writes into "
                             "the file's metadata; this file has none", facts.onnx_path)
+
+
+def _check_accelerator(facts: ModelFacts, opts: ServingOptions) -> None:
+    if not opts.accelerator:
+        return
+    if opts.accelerator not in ACCELERATORS:
+        raise VnexportError(f"--accelerator must be one of {', '.join(ACCELERATORS)}")
+    if facts.kind != "onnx" or opts.backend != "platform" or opts.kind == "cpu":
+        raise VnexportError("--accelerator tensorrt serves an ONNX file on a GPU in the "
+                            "onnxruntime backend (not an engine, --backend python or --kind "
+                            "cpu)", facts.source)
+    if facts.precision not in TRT_PRECISION_MODE:
+        raise VnexportError(f"precision {facts.precision!r} has no TensorRT precision_mode",
+                            facts.source)
+    if opts.workspace_bytes < 1 << 20:
+        raise VnexportError(f"--workspace must be at least 1 MiB, got {opts.workspace_bytes} "
+                            "bytes")
+    if not opts.cache_path().strip() or '"' in opts.cache_path() or "\n" in opts.cache_path():
+        raise VnexportError(f"--engine-cache {opts.cache_path()!r}: give a folder path")
 
 
 def _check_batches(facts: ModelFacts, opts: ServingOptions) -> None:

@@ -105,6 +105,9 @@ class _BuilderConfig:
         self.hardware_compatibility_level = hw if hw is not None else \
             trt.HardwareCompatibilityLevel.NONE
         self.num_optimization_profiles = len(kwargs.get("profiles") or [])
+        for name in ("version_compatible", "exclude_lean_runtime"):  # as CreateConfig sets them
+            if kwargs.get(name):
+                self._flags.add(getattr(trt.BuilderFlag, name.upper()))
 
     def get_flag(self, flag) -> bool:
         return flag in self._flags

@@ -15,6 +15,8 @@ class TensorIOMode(enum.Enum):
 
 class BuilderFlag(enum.Enum):
     TF32 = 7
+    VERSION_COMPATIBLE = 18
+    EXCLUDE_LEAN_RUNTIME = 19
     STRONGLY_TYPED = 24
 
 

@@ -34,6 +34,7 @@ class Log:
     note: Callable[[str], None] = _stderr
     progress: Callable[[str], None] = _quiet
     deferred: list[str] = field(default_factory=list)
+    status: Callable[[str], None] = _quiet  # progress of a long loop, terminal or not (bench)
 
     def defer(self, msg: str) -> None:
         self.deferred.append(msg)

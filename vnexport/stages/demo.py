@@ -60,7 +60,7 @@ def stage_fuse(ckpt, x, reference, workdir: Path, echo) -> StageResult:
     model = deploy_model(ckpt)
     comp = verify_against_training(ckpt, model, x, FP32, reference=reference)
     if comp.passed:
-        save_deploy(out, model, provenance(ckpt, comp))
+        save_deploy(out, model, provenance(ckpt, comp), overwrite=True)  # the demo's own
     return StageResult("fuse", str(out), time.perf_counter() - t, comp.passed, comp.summary(),
                        {"comparison": comp.to_dict()})
 
@@ -79,7 +79,7 @@ def stage_onnx(ckpt, x, reference: np.ndarray, workdir: Path, echo) -> StageResu
     if v.passed:
         set_metadata(proto, verification_metadata(v.comparisons, v.reference, {
             "n": len(x), "img_size": img_size, "source": "seed 0"}), sort_keys=True)
-        save_onnx(proto, out)
+        save_onnx(proto, out, overwrite=True)
     comp = v.comparisons["CPUExecutionProvider"]
     return StageResult("onnx", str(out), time.perf_counter() - t, v.passed,
                        f"ONNX Runtime CPU: {comp.summary()}",
@@ -220,7 +220,7 @@ def run(opts: DemoOptions, log: Log = Log()) -> DemoResult:
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = workdir / f"checkpoint-{opts.variant}.pth"
     t = time.perf_counter()
-    write_training_checkpoint(ckpt_path, cfg, seed=0, epoch=299)
+    write_training_checkpoint(ckpt_path, cfg, seed=0, epoch=299, overwrite=True)
     log.echo(f"[demo] wrote {ckpt_path}: training-script format (model, model_ema, epoch 299, "
              f"args), {ckpt_path.stat().st_size / 2**20:.0f} MiB, in "
              f"{time.perf_counter() - t:.1f} s")

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import torch
 
+from .. import imagesets
 from ..checkpoint import Checkpoint
 from ..errors import EXIT_CHECK_FAILED
 from ..fileio import OutputPlan
@@ -24,7 +25,7 @@ from ..precision import verify_precision
 from ..verify import (calibration_inputs, describe_inputs, make_inputs, run_torch,
                       tolerance_for)
 from .common import Log, Result, Source, default_output, load, precision_comparison_lines
-from .quantize import Conversion, convert
+from .quantize import Conversion, calibration, convert, eval_budget, int8_split
 
 
 @dataclass(frozen=True)
@@ -135,23 +136,44 @@ def _print_verified(v: Verified, log: Log) -> None:
 
 def _start(opts: OnnxOptions, log: Log):
     conv = opts.conversion
-    plan = OutputPlan([opts.ckpt, opts.check.images, conv.calib_images], opts.force)
+    conv.check(opts.precision)
+    plan = OutputPlan([opts.ckpt, opts.check.images, conv.calib_images, conv.eval_images],
+                      opts.force)
     output = plan.add(opts.output or default_output(opts.ckpt, ".onnx"), "--output")
     plan.add(conv.cache, "--cache", update=True)
     c = load(opts.ckpt, opts.source, log)
     ex, chk = opts.export, opts.check
     check_options(c.cfg, opset=ex.opset, img_size=ex.img_size, batch=ex.batch,
                   dynamic_batch=ex.dynamic_batch, max_batch=ex.max_batch)
-    x = None if chk.no_verify else make_inputs(c.cfg, chk.n, ex.img_size, chk.seed, chk.images)
+    split = int8_split(conv, opts.precision, chk.images, chk.n, ex.img_size)
     log.echo(f"{opts.ckpt.name}: {c.form} form, {c.variant}, act_learn {c.act_learn:.4g}")
-    if x is not None:
+    x = None
+    if chk.no_verify:
+        pass
+    elif split is not None and split.verify:
+        x = imagesets.load(split.verify, ex.img_size)
+        log.echo(f"verifying on {split.description}")
+    else:
+        x = make_inputs(c.cfg, chk.n, ex.img_size, chk.seed, chk.images)
         log.echo(f"verifying on {describe_inputs(chk.n, ex.img_size, chk.seed, chk.images)}")
-    return output, c, x
+    return output, c, x, split
+
+
+def _convert(opts: OnnxOptions, c: Checkpoint, fp32, x, split, log: Log):
+    """The reduced-precision graph (None: int8 missed --max-drop), its report, the budget's."""
+    ex, conv, prec = opts.export, opts.conversion, opts.precision
+    calib = calibration(conv, split, ex.img_size, lambda: calibration_inputs(
+        c.cfg, prec, conv.calib_n, ex.img_size, opts.check.seed, conv.calib_images, x))
+    budget = eval_budget(conv, ex.img_size,
+                         lambda xs: run_torch(c.build_model(), torch.from_numpy(xs)),
+                         f"the fp32 {reference_label(c)}", log)
+    with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
+        return convert(fp32, prec, calib, conv, log, budget)
 
 
 def run(opts: OnnxOptions, log: Log = Log()) -> Result:
     t0 = time.perf_counter()
-    output, c, x = _start(opts, log)
+    output, c, x, split = _start(opts, log)
     ex, chk, prec = opts.export, opts.check, opts.precision
     proto = export_graph(c, ex, opts.allow_inexact)
     inventory = _announce(c, ex, proto, time.perf_counter() - t0, log)
@@ -162,14 +184,14 @@ def run(opts: OnnxOptions, log: Log = Log()) -> Result:
               "conv_count_expected": expected_conv_count(c.cfg), "verification": None}
     fp32, rep = proto, None
     if prec != "fp32":
-        calib = calibration_inputs(c.cfg, prec, opts.conversion.calib_n, ex.img_size, chk.seed,
-                                   opts.conversion.calib_images, x)
-        if opts.conversion.calib_images is not None:
-            log.echo("calibrating on " + describe_inputs(
-                opts.conversion.calib_n, ex.img_size, 0, opts.conversion.calib_images))
-        with log.step(f"{prec} conversion ({len(calib)} calibration inputs)"):
-            proto, rep = convert(fp32, prec, calib, opts.conversion, log)
+        proto, rep, brep = _convert(opts, c, fp32, x, split, log)
         report["precision"] = rep.to_dict()
+        if brep is not None:
+            report["int8_budget"] = brep.to_dict()
+        if proto is None:
+            report["written"] = False
+            return Result(report, [brep.failure(), f"not written: {output}"],
+                          EXIT_CHECK_FAILED)
     if x is None:
         log.echo("verification skipped (--no-verify)")
     else:

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import VnexportError
-from ..triton import (ModelFolder, ServingOptions, batching_note, default_name, model_folders,
-                      parse_config, read_facts, read_labels, write_repository)
+from ..triton import (DEFAULT_WORKSPACE_BYTES, ModelFolder, ServingOptions, batching_note,
+                      default_name, model_folders, parse_config, read_facts, read_labels,
+                      write_repository)
+from ..trt import compat, read_provenance
 from .common import Log, Result, parse_ints
 
 
@@ -28,17 +30,26 @@ class TritonOptions:
     labels: Optional[Path] = None
     preprocess: bool = False
     force: bool = False
+    accelerator: Optional[str] = None  # "tensorrt": ONNX Runtime's TensorRT provider
+    workspace: Optional[float] = None  # GiB, the provider's workspace limit (default 1)
+    engine_cache: Optional[str] = None  # the provider's engine cache folder on the server
 
 
 def _describe(folder: ModelFolder, source: Path) -> dict:
     cfg = parse_config(folder.config)
-    return {"name": folder.name, "platform": cfg.platform or None,
-            "backend": cfg.backend or None, "max_batch_size": cfg.max_batch_size,
-            "files": sorted(["config.pbtxt", *folder.files]), "source": str(source)}
+    d = {"name": folder.name, "platform": cfg.platform or None,
+         "backend": cfg.backend or None, "max_batch_size": cfg.max_batch_size,
+         "files": sorted(["config.pbtxt", *folder.files]), "source": str(source)}
+    for a in cfg.optimization.execution_accelerators.gpu_execution_accelerator:
+        d.update(accelerator=a.name, precision_mode=a.parameters.get("precision_mode"),
+                 accelerator_parameters=dict(a.parameters))
+    return d
 
 
 def _line(repo: Path, m: dict) -> str:
     what = m["platform"] or f"backend {m['backend']}"
+    if m.get("accelerator"):
+        what += f" + {m['accelerator']} ({m['precision_mode']}, engine cache on the server)"
     return f"wrote {repo / m['name']}: {what}, max_batch_size {m['max_batch_size']} " \
            f"({m['source']})"
 
@@ -52,7 +63,19 @@ def serving_options(opts: TritonOptions, path: Path, classes: int) -> ServingOpt
         max_batch=opts.max_batch, preferred_batch=tuple(preferred),
         max_queue_delay_us=opts.max_queue_delay_us, instances=opts.instances, kind=opts.kind,
         labels=read_labels(opts.labels, classes) if opts.labels else None,
-        preprocess=opts.preprocess)
+        preprocess=opts.preprocess, accelerator=opts.accelerator,
+        workspace_bytes=_workspace_bytes(opts), engine_cache=opts.engine_cache)
+
+
+def _workspace_bytes(opts: TritonOptions) -> int:
+    if (opts.workspace is not None or opts.engine_cache is not None) and not opts.accelerator:
+        raise VnexportError("--workspace and --engine-cache configure --accelerator tensorrt; "
+                            "give it too")
+    if opts.workspace is None:
+        return DEFAULT_WORKSPACE_BYTES
+    if not 0 < opts.workspace <= 1024:
+        raise VnexportError(f"--workspace must be in (0, 1024] GiB, got {opts.workspace}")
+    return int(opts.workspace * (1 << 30))
 
 
 def run(opts: TritonOptions, log: Log = Log()) -> Result:
@@ -68,6 +91,11 @@ def run(opts: TritonOptions, log: Log = Log()) -> Result:
         new = model_folders(facts, serving_options(opts, path, facts.classes))
         described = [_describe(f, path) for f in new]
         described[0]["artifact"] = facts.to_dict()  # what the classifier's config states
+        if facts.kind == "engine":
+            prov = read_provenance(path) or {}
+            described[0]["serving"] = compat.serving_facts(prov)
+            notes += [f"{path.name}: {' '.join(line.split())}"
+                      for line in compat.serving_lines(prov)]
         models += described
         folders += new
         if batching_note(facts):

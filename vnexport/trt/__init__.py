@@ -72,7 +72,7 @@ API references (the names below were taken from these pages, not guessed):
                _MINOR = 76, as in cuda.h): docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__DEVICE.html
 """
 
-from . import build, engine, header, options, provenance, runtime
+from . import build, compat, engine, header, options, provenance, runtime
 from .build import BuildResult, build_engine, build_serialized
 from .engine import engine_io, infer, load_engine, measure_latency, run_engine
 from .header import engine_facts, engine_header_check

@@ -54,6 +54,8 @@ def _config_loader(builder: str, trt, profile: Profile, options: BuildOptions):
     cache = None if options.timing_cache is None else str(options.timing_cache)
     return CreateConfig(
         tf32=False,
+        version_compatible=options.version_compatible or None,
+        exclude_lean_runtime=options.exclude_lean_runtime or None,
         load_timing_cache=cache if cache and Path(cache).is_file() else None,
         hardware_compatibility_level=None if options.hardware_compat == "none" else hw,
         **common)
@@ -81,6 +83,9 @@ def _config_facts(builder: str, trt, network, cfg) -> dict:
             _cc_text(cfg.get_compute_capability(i)) for i in range(cfg.num_compute_capabilities)]
     else:
         facts["hardware_compatibility_level"] = cfg.hardware_compatibility_level.name
+        for name in ("VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"):
+            flag = getattr(trt.BuilderFlag, name, None)
+            facts[name.lower()] = None if flag is None else bool(cfg.get_flag(flag))
     return facts
 
 

@@ -71,7 +71,8 @@ def engine_facts(engine_path: str | os.PathLike) -> dict:
     digest = sha256_of(path)
     keys = ("builder", "builder_version", "tensorrt_version", "precision", "profile",
             "compute_capabilities", "targets", "hardware_compat", "gpu", "strongly_typed",
-            "tf32", "source_onnx", "built_at", "verification", "verification_skipped")
+            "tf32", "source_onnx", "built_at", "verification", "verification_skipped",
+            "version_compatible", "exclude_lean_runtime")
     facts = {"file": str(path), "bytes": path.stat().st_size, "sha256": digest,
              "provenance": None if prov is None else provenance_path(path).name}
     if prov is not None:

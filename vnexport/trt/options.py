@@ -54,6 +54,8 @@ class BuildOptions:
     verbose: bool = False
     builder: str = "auto"
     compute_capabilities: tuple[str, ...] | None = None  # "8.0", ...: TensorRT-RTX targets
+    version_compatible: bool = False  # BuilderFlag.VERSION_COMPATIBLE [TRT-VERCOMPAT]
+    exclude_lean_runtime: bool = False  # BuilderFlag.EXCLUDE_LEAN_RUNTIME (needs the above)
 
     def validate(self) -> "BuildOptions":
         self._validate_builder()
@@ -69,6 +71,9 @@ class BuildOptions:
         if self.builder_opt_level is not None and not 0 <= self.builder_opt_level <= 5:
             raise VnexportError(
                 f"--builder-opt-level must be 0..5, got {self.builder_opt_level}")
+        if self.exclude_lean_runtime and not self.version_compatible:
+            raise VnexportError("--exclude-lean-runtime applies to version-compatible engines: "
+                                "add --version-compatible")
         if not self.strongly_typed:
             raise VnexportError("only strongly typed engines are built: TensorRT 11 builds "
                                 "nothing else, and the precision comes from the ONNX file")
@@ -120,6 +125,10 @@ class BuildOptions:
             out.append(f"--hardware-compat {self.hardware_compat}")
         if self.timing_cache is not None:
             out.append("--timing-cache")
+        if self.version_compatible:
+            out.append("--version-compatible")
+        if self.exclude_lean_runtime:
+            out.append("--exclude-lean-runtime")
         return out
 
     @property

@@ -89,8 +89,12 @@ def _targets(builder: str, runtime: dict, options: BuildOptions, facts: dict) ->
              "same-cc": f"GPUs of compute capability {gpu.get('compute_capability', '?')}"}
     return {"compute_capabilities": None,
             "targets": where[options.hardware_compat] + f"; needs TensorRT "
-                       f"{runtime.get('tensorrt')} on the target",
-            "hardware_compat": options.hardware_compat}
+                       f"{runtime.get('tensorrt')}"
+                       + (" or a later one (version-compatible)" if options.version_compatible
+                          else "") + " on the target",
+            "hardware_compat": options.hardware_compat,
+        "version_compatible": facts.get("version_compatible", options.version_compatible),
+        "exclude_lean_runtime": facts.get("exclude_lean_runtime", options.exclude_lean_runtime)}
 
 
 def read_provenance(engine_path: str | os.PathLike) -> dict | None:
