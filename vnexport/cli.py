@@ -432,7 +432,7 @@ VerifyImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, ma
 EvalArtifactsArg = Annotated[list[Path], typer.Argument(help="Checkpoints (training or deploy "
     "form), ONNX files (fp32, fp16, int8) and TensorRT engines (.engine, .plan, .trt). The first "
     "is the reference and must be a checkpoint; every other is paired with it image by image.")]
-EvalImagesOpt = Annotated[Path, typer.Option("--images", help="Labelled images in ImageFolder "
+EvalLabelledImagesOpt = Annotated[Path, typer.Option("--images", help="Labelled images in ImageFolder "
     "layout: one subfolder per class, class index = position of its name in sorted order "
     "(ImageNet val in synset folders gives the standard indices).")]
 EvalLimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate on N "
@@ -844,7 +844,7 @@ def verify(
 @handle_errors
 def eval_(
     artifacts: EvalArtifactsArg,
-    images: EvalImagesOpt,
+    images: EvalLabelledImagesOpt,
     limit: EvalLimitOpt = None,
     img_size: VerifyImgSizeOpt = None,
     crop_pct: EvalCropPctOpt = 0.875,
