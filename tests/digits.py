@@ -84,3 +84,20 @@ def train_digits(folder: Path, seed: int = 0) -> DigitsRun:
             torch.save(ckpt, mid if epoch == MID_EPOCH else final)
     return DigitsRun(final=final, mid=mid, x_test=x_te, y_test=y_te.numpy(),
                      accuracy=accuracy(model, x_te, y_te))
+
+
+def write_image_folder(x: torch.Tensor, y, folder: Path) -> Path:
+    """Digits as an ImageFolder of 32x32 RGB PNGs (class folders ``0`` .. ``9``) that ImageNet
+    normalisation turns back into the tensors the model was trained on: channel c encodes t as
+    255 * (mean_c + std_c * t)."""
+    from PIL import Image
+
+    from vnexport.model import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    for i, (img, label) in enumerate(zip(x, np.asarray(y))):
+        rgb = 255 * (mean + std * img[0].numpy()[..., None])
+        sub = folder / str(int(label))
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.rint(rgb).clip(0, 255).astype(np.uint8)).save(sub / f"{i:04d}.png")
+    return folder

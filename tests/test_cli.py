@@ -146,14 +146,16 @@ def test_info_text_and_json(good):
     assert data["macs_deploy"] > 0 and data["mergeable"] is True
 
 
-@pytest.mark.parametrize("command", ["info", "fuse", "demo"])
+@pytest.mark.parametrize("command", ["info", "fuse", "demo", "eval"])
 def test_help_documents_every_option(command):
     r = runner.invoke(app, [command, "--help"], terminal_width=200)
     assert r.exit_code == 0
     for opt in {"info": ["--key", "--model", "--strides", "--act-learn", "--json"],
                 "fuse": ["--output", "--key", "--allow-inexact", "--images", "--n", "--force",
                          "--max-rel-err", "--min-top1", "--no-verify", "--trust-remote-pickle"],
-                "demo": ["--workdir", "--variant", "--img-size"]}[command]:
+                "demo": ["--workdir", "--variant", "--img-size"],
+                "eval": ["--images", "--limit", "--img-size", "--crop-pct", "--batch",
+                         "--threads", "--max-drop", "--json", "--force", "--strides"]}[command]:
         assert opt in r.stdout
 
 

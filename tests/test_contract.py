@@ -143,7 +143,7 @@ def arts(tmp_path_factory) -> Arts:
     folder = tmp_path_factory.mktemp("contract-arts")
     run = make_small_run(folder)
     png = folder / "cat.png"
-    Image.new("RGB", (40, 36), (120, 30, 200)).save(png)
+    Image.new("RGB", (IMG, IMG), (120, 30, 200)).save(png)  # at 32: used unresized
     return Arts(folder, run.training, run.deploy, run.onnx,
                 torch.load(run.training, weights_only=False), png,
                 _runtime_fail_onnx(run.onnx, folder / "runtime_fail.onnx"),
@@ -675,6 +675,62 @@ def usage_quantize_missing_output(d, a):
 @case
 def usage_unknown_option(d, a):
     return Case(["fuse", put(a.training, d, "ck.pth"), "--bogus"], ("--bogus",))
+
+
+# ---- eval: labelled images (an ImageFolder)
+
+
+def class_folders(d: Path, a: Arts, classes=("a", "b"), name: str = "val") -> Path:
+    root = d / name
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        put(a.png, root / c)
+    return root
+
+
+@case
+def eval_images_not_an_image_folder(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["eval", ck, "--images", image_folder(d, a), *CK, "--json", "r.json"],
+                ("imgs", "not an ImageFolder"))
+
+
+@case
+def eval_images_empty_class_folder(d, a):
+    ck = put(a.training, d, "ck.pth")
+    root = class_folders(d, a)
+    (root / "c").mkdir()
+    return Case(["eval", ck, "--images", root, *CK, "--json", "r.json"], ("val", "'c'"))
+
+
+@case
+def eval_images_fifo(d, a):
+    ck = put(a.training, d, "ck.pth")
+    root = class_folders(d, a)
+    os.mkfifo(root / "b" / "x.png")
+    return Case(["eval", ck, "--images", root, *CK, "--json", "r.json"], ("x.png",),
+                timeout=60)
+
+
+@case
+def eval_json_onto_input(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["eval", ck, "--images", class_folders(d, a), *CK, "--json", ck, "--force"],
+                ("ck.pth",))
+
+
+@case
+def eval_reference_not_a_checkpoint(d, a):
+    ck, m = put(a.training, d, "ck.pth"), put(a.onnx, d)
+    return Case(["eval", m, ck, "--images", class_folders(d, a), *CK], ("model.onnx",
+                                                                         "checkpoint"))
+
+
+@case
+def eval_crop_pct_out_of_range(d, a):
+    ck = put(a.training, d, "ck.pth")
+    return Case(["eval", ck, "--images", class_folders(d, a), *CK, "--crop-pct", "1.5"],
+                ("--crop-pct",))
 
 
 @case
@@ -1345,13 +1401,14 @@ def _json_commands(a: Arts, d: Path) -> dict[str, list]:
         "quantize": ["quantize", m, "--precision", "int8", "-o", "q.onnx", "--calib-n", "4",
                      "--n", "4", "--min-agreement", "0", "--json", "-"],
         "verify": ["verify", ck, dep, m, *FUSE, "--json", "-"],
+        "eval": ["eval", ck, dep, m, "--images", class_folders(d, a), *CK, "--json", "-"],
         "bench": ["bench", m, "--batch", "1", "--runs", "2", "--warmup", "0", "--json", "-"],
         "triton": ["triton", m, "-o", "repo", "--json", "-"],
     }
 
 
 @pytest.mark.parametrize("command", ["info", "fuse", "onnx", "onnx-int8",
-                                     "quantize", "verify", "bench", "triton"])
+                                     "quantize", "verify", "eval", "bench", "triton"])
 def test_json_dash_is_pure_json(command, arts, tmp_path):
     args = _json_commands(arts, tmp_path)[command]
     r = vnexport(args, cwd=tmp_path)

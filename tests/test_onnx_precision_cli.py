@@ -21,13 +21,13 @@ runner = CliRunner()
 
 def write_pngs(images, folder):
     """Digits as RGB PNGs that the CLI's ImageNet preprocessing turns back into the tensors
-    the model was trained on: 36x36 (so resize to 32/0.875 = 36 is a no-op and the centre crop
-    is the 32x32 digit), each channel c encoding t as 255 * (mean_c + std_c * t)."""
+    the model was trained on: 32x32 (at input size 32 images are used unresized, as in the
+    authors' evaluation), each channel c encoding t as 255 * (mean_c + std_c * t)."""
     from vnexport.model import IMAGENET_MEAN, IMAGENET_STD
 
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     for i, img in enumerate(images):
-        t = np.pad(img[0].numpy(), 2, constant_values=-1.0)  # background of the digits
+        t = img[0].numpy()
         rgb = 255 * (mean + std * t[..., None])
         Image.fromarray(np.rint(rgb).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
     return folder

@@ -105,10 +105,11 @@ def test_onnx_opset_is_the_files_opset(ckpt, tmp_path, opset):
 
 def write_flat_images(folder: Path, colours) -> Path:
     """Images of one colour each: any resize or crop leaves their pixels as they are, so the
-    normalised input range is known here exactly."""
+    normalised input range is known here exactly. IMG x IMG: at an input size of 32 or less
+    images are used unresized (the authors' evaluation transform), so must be that size."""
     folder.mkdir()
     for i, c in enumerate(colours):
-        Image.new("RGB", (48, 40), tuple(c)).save(folder / f"im{i}.png")
+        Image.new("RGB", (IMG, IMG), tuple(c)).save(folder / f"im{i}.png")
     return folder
 
 
@@ -348,13 +349,14 @@ def source_commands(ckpt: Path, onnx_path: Path, tmp: Path) -> dict:
         "quantize": ["quantize", onnx_path, "--fp16", "--reference", ckpt, "-o", tmp / "q.onnx"],
         "trt": ["trt", ckpt, "--builder", "tensorrt-rtx", "--no-verify", "-o", tmp / "t.engine"],
         "verify": ["verify", ckpt, onnx_path],
+        "eval": ["eval", ckpt, onnx_path, "--images", tmp],
         "bench": ["bench", ckpt, "--runs", "1"],
     }
 
 
 @pytest.mark.parametrize("variant", sorted(SOURCE_ARGS))
 @pytest.mark.parametrize("command", ["info", "fuse", "onnx", "quantize", "trt", "verify",
-                                     "bench"])
+                                     "eval", "bench"])
 def test_source_options_reach_the_loader(command, variant, ckpt, dyn_onnx, tmp_path,
                                          monkeypatch):
     """A recording stand-in for the loader (named a fake: the loader itself is tested in

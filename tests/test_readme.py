@@ -128,6 +128,15 @@ def stand_in(line: str, folder: Path, written: set[str]) -> None:
             "deploy.pth" if "deploy" in name else "checkpoint-best.pth")
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes((folder / src).read_bytes())
+    for name in re.findall(r"--images\s+(\S+)", line):  # an ImageFolder: 2 classes of 3
+        if not (folder / name).exists():
+            from PIL import Image
+
+            for c in range(2):
+                (folder / name / f"class{c}").mkdir(parents=True)
+                for i in range(3):
+                    Image.new("RGB", (256, 240), (40 * i, 100 * c, 90)).save(
+                        folder / name / f"class{c}" / f"{i}.png")
     for name in re.findall(r"--labels\s+(\S+)", line):  # one class name per line
         if not (folder / name).exists():
             (folder / name).write_text("".join(f"class {i}\n" for i in range(CLASSES)))

@@ -54,7 +54,7 @@ def test_fewer_calibration_images_than_calib_n_is_said(small, tmp_path, lines):
     folder = tmp_path / "calib"
     folder.mkdir()
     for i in range(3):
-        Image.new("RGB", (40, 36), (60 * i, 90, 200)).save(folder / f"{i}.png")
+        Image.new("RGB", (IMG, IMG), (60 * i, 90, 200)).save(folder / f"{i}.png")
     conv = quantize.Conversion(calib_images=folder, calib_n=256)
     r = quantize.run(quantize.QuantizeOptions(small.onnx, "int8", tmp_path / "q.onnx",
                                               conversion=conv, img_size=IMG, n=2), log)

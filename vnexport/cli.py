@@ -222,7 +222,8 @@ TrustOpt = Annotated[bool, typer.Option("--trust-remote-pickle", help="DANGEROUS
     "weights_only=False, which runs any code the file carries. Only for files whose origin you "
     "trust.")]
 ImagesOpt = Annotated[Optional[Path], typer.Option("--images", help="Verify on the JPEG/PNG "
-    "images in this folder (resize, centre crop, ImageNet mean/std) instead of random inputs.")]
+    "images in this folder (resize, centre crop, ImageNet mean/std; --n of them spread over the "
+    "classes of an ImageFolder layout) instead of random inputs.")]
 NOpt = Annotated[int, typer.Option("--n", min=1, max=MAX_INPUTS, help="How many verification "
     "inputs.")]
 ImgSizeOpt = Annotated[int, typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
@@ -266,8 +267,8 @@ CalibImagesOpt = Annotated[Optional[Path], typer.Option("--calib-images",
     help="Calibrate on the JPEG/PNG images in this folder (resize, centre crop, ImageNet "
     "mean/std). Without it int8 calibrates on seeded random inputs: fit for speed tests only.")]
 CalibNOpt = Annotated[int, typer.Option("--calib-n", min=1, max=MAX_INPUTS,
-    help="How many calibration images to use (the first N in sorted order), or random inputs "
-    "without --calib-images.")]
+    help="How many calibration images to use (spread over the classes of an ImageFolder layout, "
+    "else the first N in sorted order), or random inputs without --calib-images.")]
 MethodOpt = Annotated[CalibMethod, typer.Option("--method", help="INT8 calibration method: minmax "
     "(max |value| seen), entropy (KL divergence) or percentile (99.999th).")]
 Fp16IoOpt = Annotated[bool, typer.Option("--fp16-io", help="FP16: make the input and output "
@@ -452,6 +453,22 @@ VerifyLocateStageOpt = Annotated[bool, typer.Option("--locate", help="For a fail
 VerifyImgSizeOpt = Annotated[Optional[int], typer.Option("--img-size", min=8, max=MAX_IMG_SIZE,
     help="Input height and width. Default: the input size of the ONNX artifacts (read from the "
     "file), else 224.")]
+EvalArtifactsArg = Annotated[list[Path], typer.Argument(help="Checkpoints (training or deploy "
+    "form), ONNX files (fp32, fp16, int8) and TensorRT engines (.engine, .plan, .trt). The first "
+    "is the reference and must be a checkpoint; every other is paired with it image by image.")]
+EvalLabelledImagesOpt = Annotated[Path, typer.Option("--images", help="Labelled images in ImageFolder "
+    "layout: one subfolder per class, class index = position of its name in sorted order "
+    "(ImageNet val in synset folders gives the standard indices).")]
+EvalLimitOpt = Annotated[Optional[int], typer.Option("--limit", min=1, help="Evaluate on N "
+    "images only, spread evenly over the classes (default: all).")]
+EvalCropPctOpt = Annotated[float, typer.Option("--crop-pct", min=0.05, max=1.0, help="Sizes 33 "
+    "to 383: the shorter side is resized to int(size / crop_pct) before the centre crop (the "
+    "authors' evaluation; 0.875 = 224/256).")]
+EvalBatchOpt = Annotated[int, typer.Option("--batch", min=1, max=MAX_BATCH,
+    help="Images per batch.")]
+EvalMaxDropOpt = Annotated[Optional[float], typer.Option("--max-drop", min=0.0, max=100.0,
+    help="Exit 1 naming every artifact whose top-1 is more than this many points below the "
+    "reference's.")]
 BenchArtifactArg = Annotated[Path, typer.Argument(help="Training or deploy checkpoint, ONNX file "
     "or TensorRT engine.")]
 BenchBatchOpt = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
@@ -845,6 +862,43 @@ def verify(
 
     v = locals()
     opts = pick(stage.VerifyOptions, v, source=pick(stage.Source, v), locate=locate_stage)
+    run_stage(v, lambda lines: stage.run(opts, lines))
+
+
+@app.command(name="eval")
+@handle_errors
+def eval_(
+    artifacts: EvalArtifactsArg,
+    images: EvalLabelledImagesOpt,
+    limit: EvalLimitOpt = None,
+    img_size: VerifyImgSizeOpt = None,
+    crop_pct: EvalCropPctOpt = 0.875,
+    batch: EvalBatchOpt = 32,
+    threads: CpuThreadsOpt = None,
+    max_drop: EvalMaxDropOpt = None,
+    key: KeyOpt = Key.auto,
+    model: ModelOpt = None,
+    strides: StridesOpt = None,
+    ada_pool: AdaPoolOpt = None,
+    act_learn: ActLearnOpt = None,
+    json_out: JsonOpt = None,
+    force: JsonForceOpt = False,
+    trust: TrustOpt = False,
+) -> None:
+    """Accuracy on labelled images: top-1 and top-5 of every artifact with 95% confidence
+    intervals (Wilson), and for each against the reference (the first artifact, a checkpoint)
+    the paired difference in top-1 (images right in one only, both ways) and top-1 agreement.
+
+    Preprocessing is the VanillaNet authors' evaluation: sizes 33 to 383 resize the shorter
+    side to int(size / crop_pct) (bicubic) and centre-crop; 384 and above resize to size x size;
+    32 and below use the images as they are; then ImageNet mean/std (an ONNX file's own, from
+    its metadata). Exits 1 with --max-drop when an artifact's top-1 is more than that below the
+    reference's; 3 if an engine cannot be run here.
+    """
+    from .stages import eval as stage
+
+    v = locals()
+    opts = pick(stage.EvalOptions, v, source=pick(stage.Source, v))
     run_stage(v, lambda lines: stage.run(opts, lines))
 
 

@@ -8,7 +8,6 @@ and top-1 agreement.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -16,11 +15,11 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from . import images
 from .errors import VnexportError
-from .limits import MAX_IMAGE_PIXELS
+from .images import DEFAULT_CROP_PCT, Transform
+from .labels import IMAGE_SUFFIXES, image_files, pick_images  # noqa: F401 (IMAGE_SUFFIXES: API)
 from .model import IMAGENET_MEAN, IMAGENET_STD, VanillaNetConfig
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)
@@ -110,76 +109,23 @@ def random_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224,
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The image files of ``folder`` (recursively, by suffix), sorted. Only regular files are
-    read: anything else under an image name (a FIFO, a device, a dangling link) is refused by
-    name, so that nothing blocks on it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise VnexportError("not a directory of images", folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    for p in files:
-        if not p.is_file() and not p.is_dir():
-            raise VnexportError("not a regular file (a FIFO, device or broken link named like "
-                                "an image)", p)
-    files = [p for p in files if p.is_file()]
-    if not files:
-        raise VnexportError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder", folder)
-    return files
+    """The image files of ``folder`` (recursively, by suffix), sorted; only regular files
+    (``labels.image_files``)."""
+    return image_files(folder)
 
 
-def _check_pixels(path: Path, size: tuple[int, int], img_size: int, crop_pct: float) -> float:
-    """The resize factor; refuses an image whose stored or resized size is above the limit,
-    before its pixels are decoded."""
-    w, h = size
-    if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
-        raise VnexportError(f"image of {w}x{h} pixels is above the limit of "
-                            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M pixels", path)
-    scale = math.floor(img_size / crop_pct) / min(w, h)
-    if w * h * scale * scale > MAX_IMAGE_PIXELS:
-        raise VnexportError(f"image of {w}x{h} pixels: resizing its short side to "
-                            f"{math.floor(img_size / crop_pct)} would need more than "
-                            f"{MAX_IMAGE_PIXELS / 1e6:.0f} M pixels (aspect ratio too large)",
-                            path)
-    return scale
-
-
-def preprocess(path: Path, img_size: int = 224, crop_pct: float = 0.875,
+def preprocess(path: Path, img_size: int = 224, crop_pct: float = DEFAULT_CROP_PCT,
                mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """Resize the shorter side to img_size / crop_pct (bicubic), centre-crop, normalise. The
-    file is opened lazily: its size is checked from the header before any pixel is decoded."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                scale = _check_pixels(path, im.size, img_size, crop_pct)
-                im = im.convert("RGB")
-                w, h = im.size
-                im = im.resize((max(img_size, round(w * scale)),
-                                max(img_size, round(h * scale))), Image.BICUBIC)
-                w, h = im.size
-                left, top = (w - img_size) // 2, (h - img_size) // 2
-                im = im.crop((left, top, left + img_size, top + img_size))
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise VnexportError(f"not a readable image ({_first_line(e)})", path) from None
-    except MemoryError:
-        raise VnexportError("not enough memory to decode this image", path) from None
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    """One image file as the network's input (``images.preprocess``: the authors' evaluation
+    transform), as a torch tensor [3, size, size]."""
+    return torch.from_numpy(images.preprocess(path, img_size, crop_pct, mean, std))
 
 
 def image_inputs(folder: str | Path, img_size: int = 224, n: int | None = None) -> torch.Tensor:
-    files = list_images(folder)
-    if n is not None:
-        files = files[:n]
-    return torch.stack([preprocess(p, img_size) for p in files])
+    """``n`` images of ``folder`` (spread over its classes in an ImageFolder layout, else the
+    first in sorted order; None: all), preprocessed, normalised by ImageNet's mean/std."""
+    files, _ = pick_images(folder, n)
+    return torch.from_numpy(images.normalize(images.load_images(files, Transform(img_size))))
 
 
 def describe_inputs(n: int, img_size: int, seed: int, images: str | Path | None) -> str:
@@ -187,9 +133,8 @@ def describe_inputs(n: int, img_size: int, seed: int, images: str | Path | None)
     or which folder, and how many image files it holds against how many were used."""
     if images is None:
         return f"{n} seeded random inputs (seed {seed}) at {img_size}x{img_size}"
-    found = len(list_images(images))
-    return (f"{min(n, found)} images from {images} at {img_size}x{img_size} ({found} found, "
-            f"{'all' if n >= found else f'the first {n}'} used)")
+    files, how = pick_images(images, n)
+    return f"{len(files)} images from {images} at {img_size}x{img_size} ({how})"
 
 
 def make_inputs(cfg: VanillaNetConfig, n: int = 8, img_size: int = 224, seed: int = 0,
@@ -207,7 +152,8 @@ def calibration_inputs(cfg, precision: str, n: int, img_size: int, seed: int = 0
                        images: str | Path | None = None,
                        verify_x: torch.Tensor | None = None) -> np.ndarray:
     """The inputs a reduced-precision conversion measures its ranges on (the one policy):
-    the first ``n`` images of ``images``; else, for fp16, the verification inputs ``verify_x``;
+    ``n`` images of ``images`` (spread over its classes in an ImageFolder layout, else the
+    first ``n`` in sorted order); else, for fp16, the verification inputs ``verify_x``;
     else ``n`` seeded random inputs (seed ``seed + 1``, apart from the verification inputs').
     ``cfg`` needs only ``in_chans``."""
     if images is not None:

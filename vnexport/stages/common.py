@@ -129,6 +129,17 @@ def check_img_size(cfg, img_size: int) -> None:
         raise VnexportError(f"--img-size: {reason}")
 
 
+def onnx_img_size(runners) -> Optional[int]:
+    """The input size an ONNX artifact among ``runners`` was exported for (its fixed height =
+    width), or None."""
+    for r in runners:
+        if getattr(r, "session", None) is not None:
+            shape = r.session.get_inputs()[0].shape
+            if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3]:
+                return shape[2]
+    return None
+
+
 def default_output(ckpt: Path, suffix: str) -> Path:
     stem = ckpt.name.split(".")[0]
     return ckpt.with_name(f"{stem}{suffix}")

@@ -69,6 +69,9 @@ def convert(fp32: onnx.ModelProto, precision: str, calib: np.ndarray, conv: Conv
     if conv.calib_images is not None and len(calib) < conv.calib_n:
         log.echo(f"calibrating on all {len(calib)} images of {conv.calib_images}: fewer than "
                  f"--calib-n {conv.calib_n} asks for")
+    elif conv.calib_images is not None:
+        log.echo("calibrating on " + describe_inputs(conv.calib_n, calib.shape[-1], 0,
+                                                     conv.calib_images))
     if budget is None and not conv.equalize:
         out, rep = apply_precision(fp32, precision, calib_x=calib, method=conv.method,
                                    fp16_io=conv.fp16_io, cache_path=conv.cache,

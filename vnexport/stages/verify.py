@@ -19,7 +19,7 @@ from ..locate import locate as find_stage
 from ..runners import load_runners
 from ..verify import (Comparison, compare, describe_inputs, make_inputs, run_batched,
                       run_torch, tolerance_for)
-from .common import Log, Result, Source, check_img_size, load, torch_threads
+from .common import Log, Result, Source, check_img_size, load, onnx_img_size, torch_threads
 
 
 @dataclass
@@ -91,16 +91,6 @@ def results_table(results: list[ArtifactResult]) -> list[str]:
 # the command
 
 
-def _onnx_img_size(runners) -> Optional[int]:
-    """The input size an ONNX artifact was exported for (its fixed height = width)."""
-    for r in runners:
-        if getattr(r, "session", None) is not None:
-            shape = r.session.get_inputs()[0].shape
-            if len(shape) == 4 and isinstance(shape[2], int) and shape[2] == shape[3]:
-                return shape[2]
-    return None
-
-
 @dataclass(frozen=True)
 class VerifyOptions:
     reference: Path
@@ -148,7 +138,7 @@ def _run(opts: VerifyOptions, log: Log) -> Result:
                              trust=src.trust)
     runners = load_runners(opts.artifacts, lambda p: load(p, artifact_source, log),
                            threads=opts.threads)
-    img_size = opts.img_size or _onnx_img_size(runners) or 224
+    img_size = opts.img_size or onnx_img_size(runners) or 224
     check_img_size(ref.cfg, img_size)
     x = make_inputs(ref.cfg, opts.n, img_size, opts.seed, opts.images)
     source = describe_inputs(opts.n, img_size, opts.seed, opts.images)

@@ -1,15 +1,14 @@
 """Triton Python-backend preprocessing model written by vnexport: encoded images in, the
 classifier's input out.
 
-Each image (JPEG, PNG, ... bytes) is decoded to RGB, its shorter side resized to
-img_size / crop_pct (bicubic), centre-cropped to img_size, scaled to [0, 1] and normalised with
-the mean/std from the ONNX file's metadata: the steps of ``vnexport.verify.preprocess``. The
+Each image (JPEG, PNG, ... bytes) is decoded to RGB, resized and cropped as the VanillaNet
+authors' evaluation (see ``image``), scaled to [0, 1] and normalised with
+the mean/std from the ONNX file's metadata: the steps of ``vnexport.images.preprocess``. The
 parameters come from config.pbtxt. Needs numpy and Pillow where the server runs.
 """
 
 import io
 import json
-import math
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -43,17 +42,28 @@ class TritonPythonModel:
         return responses
 
     def image(self, data):
+        """The authors' evaluation transform (``vnexport.images``): sizes 33..383 resize the
+        shorter side to int(size / crop_pct) and centre-crop; 384+ resize to size x size; 32
+        and below use the image as it is."""
         size = self.img_size
         with Image.open(io.BytesIO(data)) as im:
             im = im.convert("RGB")
-            short = int(math.floor(size / self.crop_pct))
             w, h = im.size
-            scale = short / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                           Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+            if size >= 384:
+                new = (size, size)
+            elif size > 32:
+                short = int(size / self.crop_pct)
+                new = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+            else:
+                new = (w, h)
+            if new != (w, h):
+                im = im.resize(new, Image.BICUBIC)
+            if 32 < size < 384:
+                left = int(round((new[0] - size) / 2.0))
+                top = int(round((new[1] - size) / 2.0))
+                im = im.crop((left, top, left + size, top + size))
+            if im.size != (size, size):
+                raise ValueError(f"image of {w}x{h}: at size {size} it must be {size}x{size}")
+            arr = np.asarray(im, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
         arr = (arr - self.mean) / self.std
         return arr.transpose(2, 0, 1)
