@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 from artifacts import CONFIG, IMG, STRIDES, make_small_run
+from triton_helpers import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_LIMIT = 12 << 30  # an absurd allocation fails fast instead of swapping a shared machine
@@ -808,16 +809,6 @@ def _python_repo(d: Path, a: Arts, name: str = "m") -> Path:
         name=name, backend="python", kind="cpu")))
     return repo
 
-
-def free_ports(n: int = 3) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _serve_ports(*held: int) -> list[str]:

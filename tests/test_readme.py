@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from artifacts import CONFIG, export_onnx_file
+from triton_helpers import free_ports
 
 from vnexport.checkpoint import load_checkpoint
 from vnexport.fuse import deploy_model, provenance, save_deploy
@@ -130,8 +131,6 @@ def stand_in(line: str, folder: Path, written: set[str]) -> None:
         (folder / name).write_bytes((folder / src).read_bytes())
     for name in re.findall(r"--images\s+(\S+)", line):  # an ImageFolder: 2 classes of 3
         if not (folder / name).exists():
-            from PIL import Image
-
             for c in range(2):
                 (folder / name / f"class{c}").mkdir(parents=True)
                 for i in range(3):
@@ -181,18 +180,6 @@ def test_bash_block_runs_as_written(index, tmp_path):
     if not ran:
         pytest.skip("every line skipped: " + "; ".join(skipped))
 
-
-def free_ports(n: int = 3) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def readme_server(folder: Path, name: str):

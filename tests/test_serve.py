@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ import torch
 from typer.testing import CliRunner
 
 from artifacts import CONFIG, IMG, export_onnx_file, make_small_run
+from triton_helpers import free_ports
 from vnexport import ort
 from vnexport import triton as T
 from vnexport import triton_server as S
@@ -56,16 +56,6 @@ V5 = get_config("vanillanet_5")
 V5_SMALL_IMG = 32
 CLIENTS, REQUESTS = 16, 400
 
-
-def free_ports(n: int = 3) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def labels_for(n: int) -> tuple[str, ...]:

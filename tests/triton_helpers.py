@@ -66,3 +66,17 @@ def dtype(tensor) -> str:
     from tritonclient.grpc import model_config_pb2
 
     return model_config_pb2.DataType.Name(tensor.data_type)
+
+
+def free_ports(n: int = 3) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 right now (bound, read, released)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
