@@ -119,8 +119,6 @@ def test_the_commands_section_has_examples():
 def stand_in(line: str, folder: Path, written: set[str]) -> None:
     """Each file a command reads that the block has not written before (the examples' own
     model files) is put there as a copy of the small generated one of its kind."""
-    from PIL import Image
-
     outputs = set(re.findall(r"(?:-o|--output|--json|--keep-onnx)\s+(\S+)", line))
     for name in re.findall(r"(\S+\.(?:onnx|pth))\b", line):
         if name in outputs or name in written or (folder / name).exists():
@@ -129,6 +127,14 @@ def stand_in(line: str, folder: Path, written: set[str]) -> None:
             "deploy.pth" if "deploy" in name else "checkpoint-best.pth")
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes((folder / src).read_bytes())
+    written.update(outputs)
+
+
+def user_files(line: str, folder: Path) -> None:
+    """The user's own files a line reads (image folders, a labels file), made where missing:
+    with the stand-in models and with the real demo's files alike."""
+    from PIL import Image
+
     for name in re.findall(r"--images\s+(\S+)", line):  # an ImageFolder: 2 classes of 3
         if not (folder / name).exists():
             for c in range(2):
@@ -148,7 +154,6 @@ def stand_in(line: str, folder: Path, written: set[str]) -> None:
                 if not path.exists():  # seeded noise, as ./calib
                     Image.fromarray(rng.integers(0, 256, (240, 256, 3), dtype=np.uint8)).save(
                         path)
-    written.update(outputs)
 
 
 def run_block(block: str, folder: Path, full: bool = False) -> tuple[list, list]:
@@ -163,6 +168,7 @@ def run_block(block: str, folder: Path, full: bool = False) -> tuple[list, list]
             continue
         if not full:
             stand_in(line, folder, written)
+        user_files(line, folder)
         written.update(re.findall(r"(?:-o|--output|--json)\s+(\S+)", line))
         r = subprocess.run(["bash", "-c", line], cwd=folder, env=env, capture_output=True,
                            text=True, timeout=1200)
