@@ -270,7 +270,7 @@ def lines_outputs(lines: list[str]) -> list[str]:
 
 @pytest.mark.slow  # .ci/run's slow job: VNEXPORT_SLOW=1 pytest -m slow
 @pytest.mark.skipif(not os.environ.get("VNEXPORT_SLOW"), reason="runs the real demo and the "
-                    "block on vanillanet_5 at 224 (~10 min on 2 cores); set VNEXPORT_SLOW=1")
+                    "block on vanillanet_5 at 224 (~85 s on 2 idle cores); set VNEXPORT_SLOW=1")
 def test_commands_block_runs_from_the_real_demo(tmp_path):
     ran, skipped = run_block(blocks("bash")[0], tmp_path, full=True)
     assert skipped == [] and ran[0].startswith("vnexport demo")
