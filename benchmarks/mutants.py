@@ -70,9 +70,10 @@ MUTANTS = [
            "if False else None)",
            ("tests/test_onnx_export.py::test_dynamic_batch_runs_at_1_and_4",)),
     # precision
-    Mutant("int8.calibrates_on_random", "vnexport/verify.py",
-           "        return image_inputs(images, img_size, n).numpy()\n",
-           "        return random_inputs(cfg, n, img_size, seed + 1).numpy()\n",
+    Mutant("int8.calibrates_on_random", "vnexport/stages/quantize.py",
+           "        return imagesets.load(split.calib, img_size).numpy()\n",
+           "        return np.random.default_rng(0).standard_normal(\n"
+           "            (len(split.calib), 3, img_size, img_size)).astype(np.float32)\n",
            (P + "test_int8_calibrates_on_the_calibration_images",)),
     Mutant("int8.asymmetric_activations", "vnexport/precision.py",
            '"ActivationSymmetric": self.activation_type == "int8"',
