@@ -28,57 +28,21 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from digits import CONFIG, IMG, STRIDES, load_digits_tensors, train_digits  # noqa: E402
+from digits import (CONFIG, IMG, STRIDES, load_digits_tensors, load_image_folder,  # noqa: E402
+                    plant_wide_channel, train_digits, write_image_folder)
 from run import machine_info, machine_slug  # noqa: E402
 
 from vnexport import ort  # noqa: E402
-from vnexport.model import IMAGENET_MEAN, IMAGENET_STD, VanillaNet  # noqa: E402
+from vnexport.model import VanillaNet  # noqa: E402
 from vnexport.precision import latencies_ms  # noqa: E402
 
-MEAN, STD = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
 THREADS, RUNS, WARMUP = 2, 200, 20
 K, CHANNEL = 1000.0, 3
-
-
-def write_folder(folder: Path, x, y, per_class=None) -> Path:
-    counts: dict[int, int] = {}
-    for img, label in zip(x, np.asarray(y)):
-        label = int(label)
-        counts[label] = counts.get(label, 0) + 1
-        if per_class is not None and counts[label] > per_class:
-            continue
-        q = np.stack([m + s * img[0].numpy() for m, s in zip(MEAN, STD)], -1)
-        (folder / f"digit_{label}").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((q.clip(0, 1) * 255).round().astype(np.uint8)).save(
-            folder / f"digit_{label}" / f"{counts[label]:04d}.png")
-    return folder
-
-
-def read_folder(folder: Path):
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    xs, ys = [], []
-    for i, c in enumerate(classes):
-        for f in sorted((folder / c).glob("*.png")):
-            arr = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
-            xs.append(((arr - MEAN) / STD).transpose(2, 0, 1))
-            ys.append(i)
-    return np.stack(xs), np.asarray(ys)
-
-
-def plant(sd: dict) -> dict:
-    sd = {k: v.clone() for k, v in sd.items()}
-    for k in ("stages.0.conv2.1.weight", "stages.0.conv2.1.bias", "stages.0.act.bn.weight",
-              "stages.0.act.bn.bias"):
-        sd[k][CHANNEL] *= K
-    sd["stages.0.act.weight"][CHANNEL] /= K
-    sd["stages.1.conv1.0.weight"][:, CHANNEL] /= K
-    return sd
 
 
 def cli(*args) -> tuple[int, str]:
@@ -135,13 +99,14 @@ def main() -> None:
         d = Path(tmp)
         run = train_digits(d)
         x_tr, y_tr, x_te, y_te = load_digits_tensors(0)
-        calib = write_folder(d / "calib", x_tr, y_tr.numpy(), 20)
-        evals = write_folder(d / "eval", x_te, y_te.numpy())
+        calib = write_image_folder(x_tr, y_tr.numpy(), d / "calib", per_class=20)
+        evals = write_image_folder(x_te, y_te.numpy(), d / "eval")
         raw = torch.load(run.final, weights_only=False)
-        torch.save(dict(raw, model=plant(raw["model"])), d / "planted.pth")
-        x, y = read_folder(evals)
+        planted = plant_wide_channel(raw["model"], c=CHANNEL, k=K)
+        torch.save(dict(raw, model=planted), d / "planted.pth")
+        x, y = load_image_folder(evals)
         model = VanillaNet(CONFIG).eval()
-        model.load_state_dict(plant(raw["model"]))
+        model.load_state_dict(planted)
         with torch.no_grad():
             ref = float((model(torch.from_numpy(x)).argmax(1).numpy() == y).mean() * 100)
         arts = artifacts(d, d / "planted.pth", calib, evals)

@@ -86,18 +86,56 @@ def train_digits(folder: Path, seed: int = 0) -> DigitsRun:
                      accuracy=accuracy(model, x_te, y_te))
 
 
-def write_image_folder(x: torch.Tensor, y, folder: Path) -> Path:
-    """Digits as an ImageFolder of 32x32 RGB PNGs (class folders ``0`` .. ``9``) that ImageNet
-    normalisation turns back into the tensors the model was trained on: channel c encodes t as
-    255 * (mean_c + std_c * t)."""
+def write_image_folder(x: torch.Tensor, y, folder: Path, per_class: int | None = None) -> Path:
+    """Digits as an ImageFolder of 32x32 RGB PNGs (class folders ``0`` .. ``9``; at most
+    ``per_class`` images each) that ImageNet normalisation turns back into the tensors the model
+    was trained on: channel c encodes t as 255 * (mean_c + std_c * t)."""
     from PIL import Image
 
     from vnexport.model import IMAGENET_MEAN, IMAGENET_STD
 
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    counts: dict[int, int] = {}
     for i, (img, label) in enumerate(zip(x, np.asarray(y))):
+        label = int(label)
+        counts[label] = counts.get(label, 0) + 1
+        if per_class is not None and counts[label] > per_class:
+            continue
         rgb = 255 * (mean + std * img[0].numpy()[..., None])
-        sub = folder / str(int(label))
+        sub = folder / str(label)
         sub.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.rint(rgb).clip(0, 255).astype(np.uint8)).save(sub / f"{i:04d}.png")
     return folder
+
+
+def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The tests' own preprocessing, independent of vnexport's: RGB / 255, ImageNet mean/std,
+    NCHW float32; labels from the sorted subfolder names."""
+    from PIL import Image
+
+    from vnexport.model import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    xs, ys = [], []
+    for i, c in enumerate(classes):
+        for f in sorted((folder / c).glob("*.png")):
+            arr = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
+            xs.append(((arr - mean) / std).transpose(2, 0, 1))
+            ys.append(i)
+    return np.stack(xs), np.asarray(ys)
+
+
+def plant_wide_channel(sd: dict, stage: int = 0, c: int = 3, k: float = 1000.0) -> dict:
+    """The same network with one wide-range channel: channel ``c`` of stage ``stage``'s output
+    x k (its BN's gamma and beta), through max pool and ReLU, the activation's depthwise kernel
+    / k and its BN's gamma and beta x k (so the activation's output channel is x k), the next
+    stage's first conv's input channel / k."""
+    sd = {name: t.clone() for name, t in sd.items()}
+    p = f"stages.{stage}"
+    for name in (f"{p}.conv2.1.weight", f"{p}.conv2.1.bias", f"{p}.act.bn.weight",
+                 f"{p}.act.bn.bias"):
+        sd[name][c] *= k
+    sd[f"{p}.act.weight"][c] /= k
+    sd[f"stages.{stage + 1}.conv1.0.weight"][:, c] /= k
+    return sd

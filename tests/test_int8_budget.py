@@ -20,17 +20,15 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from digits import CONFIG, IMG, STRIDES, load_digits_tensors
+from digits import (CONFIG, IMG, STRIDES, load_digits_tensors, load_image_folder,
+                    plant_wide_channel, write_image_folder)
 from onnx import helper, numpy_helper
-from PIL import Image
 from typer.testing import CliRunner
 
 from vnexport import equalize as eq
 from vnexport.cli import app
-from vnexport.model import IMAGENET_MEAN, IMAGENET_STD, VanillaNet
+from vnexport.model import VanillaNet
 
-MEAN = np.asarray(IMAGENET_MEAN, np.float32)
-STD = np.asarray(IMAGENET_STD, np.float32)
 K = 1000.0  # the planted channel's range factor
 CHANNEL = 3
 COMMON = ("--strides", STRIDES, "--img-size", str(IMG))
@@ -43,52 +41,6 @@ def invoke(*args):
 
 # --------------------------------------------------------------------------------------------
 # data: the digits as an ImageFolder of PNGs, the planted checkpoint
-
-
-def write_folder(folder: Path, x: torch.Tensor, y, per_class: int | None = None) -> Path:
-    """PNGs in one subfolder per class. The model was trained on (p - 0.5) / 0.5 of grey
-    values p; each channel is stored as mean_c + std_c * v so that the ImageNet
-    normalisation of the standard transform gives back v (to 8-bit rounding)."""
-    counts: dict[int, int] = {}
-    for img, label in zip(x, np.asarray(y)):
-        label = int(label)
-        counts[label] = counts.get(label, 0) + 1
-        if per_class is not None and counts[label] > per_class:
-            continue
-        v = img[0].numpy()
-        q = np.stack([m + s * v for m, s in zip(MEAN, STD)], -1)
-        d = folder / f"digit_{label}"
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray((q.clip(0, 1) * 255).round().astype(np.uint8)).save(
-            d / f"{counts[label]:04d}.png")
-    return folder
-
-
-def read_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The test's own preprocessing: RGB / 255, ImageNet mean/std, NCHW; labels from the
-    sorted subfolder names."""
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    xs, ys = [], []
-    for i, c in enumerate(classes):
-        for f in sorted((folder / c).glob("*.png")):
-            arr = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
-            xs.append(((arr - MEAN) / STD).transpose(2, 0, 1))
-            ys.append(i)
-    return np.stack(xs), np.asarray(ys)
-
-
-def plant(sd: dict, stage: int = 0, c: int = CHANNEL, k: float = K) -> dict:
-    """Channel ``c`` of stage ``stage``'s output x k (its BN's gamma and beta), through max
-    pool and ReLU, the activation's depthwise kernel / k and its BN's gamma and beta x k (so
-    the activation's output channel is x k), the next stage's first conv's input channel / k."""
-    sd = {name: t.clone() for name, t in sd.items()}
-    p = f"stages.{stage}"
-    for name in (f"{p}.conv2.1.weight", f"{p}.conv2.1.bias", f"{p}.act.bn.weight",
-                 f"{p}.act.bn.bias"):
-        sd[name][c] *= k
-    sd[f"{p}.act.weight"][c] /= k
-    sd[f"stages.{stage + 1}.conv1.0.weight"][:, c] /= k
-    return sd
 
 
 def training_form(sd: dict) -> VanillaNet:
@@ -129,12 +81,12 @@ def int8_weight_convs(path: Path) -> tuple[int, int]:
 def data(digits_run, tmp_path_factory):
     d = tmp_path_factory.mktemp("int8_budget")
     x_tr, y_tr, x_te, y_te = load_digits_tensors(0)
-    calib = write_folder(d / "calib", x_tr, y_tr.numpy(), per_class=20)
-    evals = write_folder(d / "eval", x_te, y_te.numpy())
+    calib = write_image_folder(x_tr, y_tr.numpy(), d / "calib", per_class=20)
+    evals = write_image_folder(x_te, y_te.numpy(), d / "eval")
     raw = torch.load(digits_run.final, weights_only=False)
-    planted = dict(raw, model=plant(raw["model"]))
+    planted = dict(raw, model=plant_wide_channel(raw["model"], c=CHANNEL, k=K))
     torch.save(planted, d / "planted.pth")
-    x, y = read_folder(evals)
+    x, y = load_image_folder(evals)
     original, wide = training_form(raw["model"]), training_form(planted["model"])
     ref = logits(wide, x)
     return SimpleNamespace(dir=d, calib=calib, eval=evals, planted=d / "planted.pth", x=x, y=y,
@@ -226,7 +178,7 @@ def test_budget_missed_exit1_nothing_written_says_how_close(data):
 @pytest.mark.parametrize("args, msg", [
     (["--int8", "--max-drop", "1"], "--max-drop: needs --eval-images"),
     (["--fp16", "--eval-images", "{eval}"], "--eval-images: only for int8"),
-    (["--int8", "--eval-images", "{calib}/digit_0"], "not an ImageFolder layout"),
+    (["--int8", "--eval-images", "{calib}/0"], "not an ImageFolder layout"),
 ])
 def test_bad_options_exit2_one_line(data, args, msg):
     args = [a.format(eval=data.eval, calib=data.calib) for a in args]
@@ -244,7 +196,7 @@ def test_sensitivity_keeps_the_fewest_convs_float_that_reach_the_best(data, plan
     has that top-1 (measured here) with at least half of its Convs int8."""
     from vnexport.budget import Budget, quantize_within_budget
 
-    calib, _ = read_folder(data.calib)
+    calib, _ = load_image_folder(data.calib)
     calib = calib[:64]
     q, rep, _ = quantize_within_budget(planted_graph, calib,
                                        Budget(data.x, data.y, 100.0, 0.0, None))
