@@ -13,7 +13,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from PIL import Image
+from digits import load_image_folder
 from typer.testing import CliRunner
 
 from vnexport.checkpoint import load_checkpoint
@@ -21,8 +21,6 @@ from vnexport.cli import app
 from vnexport.onnx_export import export_onnx
 
 runner = CliRunner()
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
 BATCH = 32
 
 
@@ -46,18 +44,6 @@ def digits(digits_run, tmp_path_factory):
         export_onnx(ckpt, onnx_files[prec], img_size=IMG, dynamic_batch=True, precision=prec,
                     calib_x=None if prec == "fp32" else calib)
     return {"val": val, "training": digits_run.final, "deploy": deploy, **onnx_files}
-
-
-def read_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The ImageFolder read here: class folders in sorted order, files sorted, RGB / 255,
-    ImageNet mean/std (32x32 images: no resize at input size 32)."""
-    xs, ys = [], []
-    for c, name in enumerate(sorted(p.name for p in root.iterdir() if p.is_dir())):
-        for f in sorted((root / name).iterdir()):
-            arr = np.asarray(Image.open(f).convert("RGB"), np.float32).transpose(2, 0, 1) / 255
-            xs.append((arr - MEAN) / STD)
-            ys.append(c)
-    return np.stack(xs).astype(np.float32), np.array(ys)
 
 
 def logits_of(path: Path, x: np.ndarray) -> np.ndarray:
@@ -91,7 +77,7 @@ def test_eval_equals_an_independent_computation(digits):
     code, err, report = run_eval(*[digits[k] for k in names], "--images", digits["val"],
                                  "--batch", BATCH)
     assert code == 0, err
-    x, y = read_folder(digits["val"])
+    x, y = load_image_folder(digits["val"])
     assert report["images"]["n"] == len(y) == 540 and report["images"]["classes"] == 10
     assert report["images"]["img_size"] == 32  # the ONNX files' input size
     arts = report["artifacts"]
